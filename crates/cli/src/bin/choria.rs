@@ -1,0 +1,50 @@
+//! The `choria` command: tokens, broker, node agent and the whole-site demo.
+//!
+//! Exit codes: 0 success; 1 the command ran and failed (a token did not validate, a
+//! node did not come back); 2 bad usage or configuration.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use choria_cli::{broker, buildinfo, demo, jwt, logging, server};
+
+#[derive(Debug, Parser)]
+#[command(name = "choria", version, about = "Choria provisioning in Rust")]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    /// Log at debug level.
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, view and check Choria JWTs and ed25519 keys.
+    Jwt(jwt::JwtArgs),
+    /// Run the Choria broker (nats-server plus the authorization service).
+    Broker(broker::BrokerArgs),
+    /// Run a Choria server (node agent).
+    Server(server::ServerArgs),
+    /// Show how this build of the node agent is configured.
+    Buildinfo(buildinfo::BuildinfoArgs),
+    /// Run a whole site on this machine and provision a simulated fleet end to end.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_json, cli.debug);
+    let result = match cli.command {
+        Command::Jwt(args) => jwt::run(args),
+        Command::Broker(args) => broker::run(args),
+        Command::Server(args) => server::run(args),
+        Command::Buildinfo(args) => buildinfo::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    choria_cli::exit_code(result)
+}
