@@ -238,6 +238,19 @@ pub fn generate_rsa_key_pem(bits: usize) -> Result<String, PkiError> {
         .map_err(|err| PkiError::RsaKey(err.to_string()))
 }
 
+/// The public half of a PKCS#8 or PKCS#1 RSA private key, as a PEM `PUBLIC KEY`
+/// (what verifiers of RS256 tokens are configured with).
+pub fn rsa_public_key_pem(private_key_pem: &str) -> Result<String, PkiError> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_key_pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(private_key_pem))
+        .map_err(|err| PkiError::RsaKey(err.to_string()))?;
+    key.to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|err| PkiError::RsaKey(err.to_string()))
+}
+
 /// Builds a certificate request for `common_name` signed by the PKCS#8 key `key_pem`.
 pub fn generate_csr(common_name: &str, key_pem: &str) -> Result<String, PkiError> {
     let key = KeyPair::from_pem(key_pem).map_err(generate_err("read the request key"))?;
@@ -367,6 +380,14 @@ mod tests {
         let cert = cert.parse_x509().expect("x509");
         let cn = cert.subject().iter_common_name().next().expect("cn");
         assert_eq!(cn.as_str().expect("utf8"), "node1.example.net");
+    }
+
+    #[test]
+    fn rsa_public_keys_come_from_private_keys() {
+        let key = generate_rsa_key_pem(2048).expect("rsa");
+        let public = rsa_public_key_pem(&key).expect("public");
+        assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+        assert!(matches!(rsa_public_key_pem("nope"), Err(PkiError::RsaKey(_))));
     }
 
     #[test]

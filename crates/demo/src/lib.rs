@@ -1,0 +1,61 @@
+//! `choria demo`: a whole Choria site on one machine — broker, provisioners and a
+//! simulated fleet of real node agents — with every node provisioned end to end.
+//!
+//! # Layout
+//! * [`site`]: generates keys, CAs, tokens and every configuration file of a site.
+//! * [`process`]: runs the broker and provisioners as real child processes.
+//! * [`report`]: the summary (counts, nodes/s, latency percentiles, peak memory).
+#![deny(missing_docs)]
+
+pub mod process;
+pub mod report;
+pub mod site;
+
+pub use report::DemoReport;
+pub use site::{Flow, HelperMode, Site, SiteOptions, SitePorts};
+
+/// Everything that can stop the demo.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Writing a site file failed.
+    #[error(transparent)]
+    File(#[from] choria_config::files::FileError),
+    /// Generating certificates failed.
+    #[error(transparent)]
+    Pki(#[from] choria_pki::PkiError),
+    /// Creating a token failed.
+    #[error(transparent)]
+    Token(#[from] choria_tokens::TokenError),
+    /// A service of the site exited while the demo ran.
+    #[error("{name} exited ({status}); the end of its log:\n{log}")]
+    ServiceExited {
+        /// Which service.
+        name: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its log.
+        log: String,
+    },
+    /// A service did not become ready in time.
+    #[error("{name} was not ready after {waited:?}: {reason}")]
+    NotReady {
+        /// Which service.
+        name: String,
+        /// How long the demo waited.
+        waited: std::time::Duration,
+        /// The last thing that went wrong.
+        reason: String,
+    },
+    /// A bug: a state the demo should never reach.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
