@@ -3,15 +3,25 @@
 //!
 //! # Layout
 //! * [`site`]: generates keys, CAs, tokens and every configuration file of a site.
+//! * [`connect`]: connects to the broker as a Choria client (JWT + nonce over TLS).
 //! * [`process`]: runs the broker and provisioners as real child processes.
+//! * [`fleet`]: the simulated nodes, real node agents sharing this process.
+//! * [`prove`]: watches the fleet through the broker and proves each node with a signed ping.
+//! * [`progress`]: the terminal progress bar.
 //! * [`report`]: the summary (counts, nodes/s, latency percentiles, peak memory).
 #![deny(missing_docs)]
 
+pub mod connect;
+pub mod fleet;
 pub mod process;
+pub mod progress;
+pub mod prove;
 pub mod report;
+mod run;
 pub mod site;
 
 pub use report::DemoReport;
+pub use run::{run, run_until, DemoOptions};
 pub use site::{Flow, HelperMode, Site, SiteOptions, SitePorts};
 
 /// Everything that can stop the demo.
@@ -53,6 +63,14 @@ pub enum DemoError {
         /// How long the demo waited.
         waited: std::time::Duration,
         /// The last thing that went wrong.
+        reason: String,
+    },
+    /// Connecting to the broker failed.
+    #[error("could not connect to {url}: {reason}")]
+    Connect {
+        /// The broker URL.
+        url: String,
+        /// Why.
         reason: String,
     },
     /// A bug: a state the demo should never reach.

@@ -20,6 +20,17 @@ pub struct Service {
 impl Service {
     /// Starts `program args…` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[&str], log: &Path) -> Result<Service, DemoError> {
+        Service::spawn_with_env(name, program, args, log, &[])
+    }
+
+    /// Like [`Service::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Service, DemoError> {
         let io = |what: &str, source| DemoError::Io { what: format!("{what} for {name}"), source };
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -29,6 +40,7 @@ impl Service {
         let err = out.try_clone().map_err(|e| io("opening the log", e))?;
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

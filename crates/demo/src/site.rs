@@ -217,6 +217,7 @@ impl Site {
                 validity: Duration::from_secs(7 * 24 * 3600),
                 permissions: Some(ClientPermissions {
                     fleet_management: true,
+                    events_viewer: true,
                     ..Default::default()
                 }),
                 ..Default::default()

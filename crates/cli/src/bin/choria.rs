@@ -34,6 +34,9 @@ enum Command {
     Buildinfo(buildinfo::BuildinfoArgs),
     /// Run a whole site on this machine and provision a simulated fleet end to end.
     Demo(demo::DemoArgs),
+    /// The demo's built-in provisioning helper (run by the provisioner, not by people).
+    #[command(hide = true)]
+    DemoHelper,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server::run(args),
         Command::Buildinfo(args) => buildinfo::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::DemoHelper => demo::run_helper(),
     };
     choria_cli::exit_code(result)
 }

@@ -1,0 +1,124 @@
+//! `choria demo`: parses the demo's flags, runs a whole site through `choria-demo`, and
+//! prints progress, a one-line summary, and (with `--json`) the report as the last line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use choria_demo::{DemoOptions, Flow, HelperMode};
+
+/// Arguments of `choria demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// How many simulated nodes to provision.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Keep the site in this directory (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// Helper command line the provisioners run (default: the built-in example helper).
+    #[arg(long)]
+    pub helper: Option<String>,
+    /// How the helper is run: one process per node, or one long-running process.
+    #[arg(long, value_enum, default_value_t = HelperModeArg::Persistent)]
+    pub helper_mode: HelperModeArg,
+    /// Provisioning flow: ed25519 server JWTs, or X.509 certificates.
+    #[arg(long, value_enum, default_value_t = FlowArg::Jwt)]
+    pub flow: FlowArg,
+    /// How many provisioners to run (more than one uses leader election).
+    #[arg(long, default_value_t = 1)]
+    pub provisioners: usize,
+    /// Provisioning workers per provisioner.
+    #[arg(long, default_value_t = 64)]
+    pub workers: usize,
+    /// Give up on nodes not in the fleet after this many seconds (default scales with --nodes).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print the report as one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--helper-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HelperModeArg {
+    /// One helper process per node (upstream behaviour).
+    Exec,
+    /// One long-running helper speaking JSON lines.
+    Persistent,
+}
+
+/// `--flow` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlowArg {
+    /// ed25519 keys and server JWTs chained to the organisation issuer.
+    Jwt,
+    /// X.509 certificates signed by the site's node CA.
+    Pki,
+}
+
+/// Runs `choria demo`.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.nodes == 0 {
+        return Err(crate::Failure::usage("--nodes must be at least 1").into());
+    }
+    if args.provisioners == 0 {
+        return Err(crate::Failure::usage("--provisioners must be at least 1").into());
+    }
+    if args.workers == 0 {
+        return Err(crate::Failure::usage("--workers must be at least 1").into());
+    }
+    let choria = std::env::current_exe()?;
+    let options = DemoOptions {
+        nodes: args.nodes,
+        workdir: args.workdir,
+        helper: args.helper,
+        helper_mode: match args.helper_mode {
+            HelperModeArg::Exec => HelperMode::Exec,
+            HelperModeArg::Persistent => HelperMode::Persistent,
+        },
+        flow: match args.flow {
+            FlowArg::Jwt => Flow::Jwt,
+            FlowArg::Pki => Flow::Pki,
+        },
+        provisioners: args.provisioners,
+        workers: args.workers,
+        timeout: args.timeout.map(std::time::Duration::from_secs),
+        progress: !args.json,
+        choria_binary: choria.clone(),
+        provisioner_binary: choria.with_file_name("choria-provisioner"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(choria_demo::run(options))?;
+    eprintln!("{}", report.summary());
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(if report.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs the built-in example helper on stdin/stdout for the site named by the demo's
+/// environment (`CHORIA_DEMO_BROKER_URL`, `CHORIA_DEMO_ISSUER_PUBLIC`, `CHORIA_DEMO_CA_FILE`).
+/// It answers one JSON request per line, so it serves both helper modes.
+pub fn run_helper() -> anyhow::Result<ExitCode> {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let settings = choria_provisioner::example_helper::ExampleHelperSettings {
+        broker_url: var("CHORIA_DEMO_BROKER_URL"),
+        issuer_public: var("CHORIA_DEMO_ISSUER_PUBLIC"),
+        ca_file: Some(var("CHORIA_DEMO_CA_FILE")).filter(|path| !path.is_empty()),
+        ..Default::default()
+    };
+    if settings.broker_url.is_empty() || settings.issuer_public.is_empty() {
+        return Err(crate::Failure::usage(
+            "choria demo-helper needs CHORIA_DEMO_BROKER_URL and CHORIA_DEMO_ISSUER_PUBLIC",
+        )
+        .into());
+    }
+    choria_provisioner::example_helper::serve_stdio(&settings)?;
+    Ok(ExitCode::SUCCESS)
+}

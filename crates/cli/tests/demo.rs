@@ -1,0 +1,73 @@
+//! End to end: `choria demo` runs a real broker, provisioner and simulated fleet, and every
+//! node must come back in the `choria` account (issue: the main job).
+
+use std::process::Command;
+
+fn demo(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_choria"))
+        .arg("demo")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run choria demo");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn last_json(stdout: &str) -> serde_json::Value {
+    let line = stdout.lines().last().expect("a last line");
+    serde_json::from_str(line).unwrap_or_else(|err| panic!("last line is not JSON ({err}): {line}"))
+}
+
+#[test]
+fn every_node_of_a_small_fleet_comes_back_in_the_fleet() {
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let site = workdir.path().join("site");
+    let (status, stdout, stderr) = demo(&[
+        "--nodes",
+        "8",
+        "--json",
+        "--timeout",
+        "120",
+        "--workdir",
+        site.to_str().expect("utf8 path"),
+    ]);
+    assert!(status.success(), "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let report = last_json(&stdout);
+    assert_eq!(report["nodes"], 8, "{report}");
+    assert_eq!(report["in_fleet"], 8, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["nodes_per_second"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+    for key in ["p50", "p90", "p99"] {
+        assert!(report["latency_ms"][key].as_f64().is_some(), "{report}");
+    }
+    for key in ["broker", "provisioner", "nodes"] {
+        assert!(report["peak_rss_mb"][key].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+    }
+    // Each node really was configured: its state directory holds a server JWT and seed.
+    let node = site.join("nodes").join("node00001.demo.local");
+    assert!(node.join("server.conf").is_file(), "no server.conf in {}", node.display());
+}
+
+#[test]
+fn a_fleet_with_an_external_python_helper_comes_back_too() {
+    let helper = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/helpers/ed25519_helper.py");
+    assert!(helper.is_file(), "missing {}", helper.display());
+    let command = format!("python3 {}", helper.display());
+    let (status, stdout, stderr) = demo(&[
+        "--nodes", "4", "--json", "--timeout", "120", "--helper", &command, "--helper-mode", "exec",
+    ]);
+    assert!(status.success(), "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(last_json(&stdout)["in_fleet"], 4);
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let (status, _, stderr) = demo(&["--nodes", "0"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--nodes"), "{stderr}");
+}

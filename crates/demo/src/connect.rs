@@ -1,0 +1,107 @@
+//! Connecting to the site's broker as a Choria client: the client JWT in `auth_token`
+//! and `jwt`, the broker's nonce signed with the client's ed25519 seed, TLS to the site CA.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use choria_tokens::{Ed25519Seed, unique_id_md5, parse_client_token_unverified};
+
+use crate::DemoError;
+
+/// A client identity: its JWT and the seed that signs nonces.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    token: String,
+    seed: Ed25519Seed,
+    callerid: String,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials").field("callerid", &self.callerid).finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// Loads a client token and seed from files.
+    pub fn load(token_file: &Path, seed_file: &Path) -> Result<ClientCredentials, DemoError> {
+        let token = std::fs::read_to_string(token_file)
+            .map_err(|source| DemoError::Io { what: format!("reading {}", token_file.display()), source })?
+            .trim()
+            .to_string();
+        let claims = parse_client_token_unverified(&token)?;
+        let seed = Ed25519Seed::from_file(seed_file)?;
+        Ok(ClientCredentials { token, seed, callerid: claims.callerid })
+    }
+
+    /// The caller id (`choria=demo`).
+    pub fn callerid(&self) -> &str {
+        &self.callerid
+    }
+
+    /// The client JWT.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The seed that signs nonces and requests.
+    pub fn seed(&self) -> &Ed25519Seed {
+        &self.seed
+    }
+
+    /// The reply subject prefix the broker lets this client subscribe to.
+    pub fn inbox_prefix(&self, collective: &str) -> String {
+        format!("{collective}.reply.{}", unique_id_md5(&self.callerid))
+    }
+
+    /// Connects once to `url`, trusting the CA at `ca`.
+    pub async fn connect(&self, url: &str, ca: &Path, name: &str) -> Result<async_nats::Client, DemoError> {
+        let token = self.token.clone();
+        let seed = self.seed.clone();
+        let options = async_nats::ConnectOptions::with_auth_callback(move |nonce| {
+            let token = token.clone();
+            let seed = seed.clone();
+            async move {
+                let mut auth = async_nats::Auth::new();
+                auth.token = Some(token.clone());
+                auth.jwt = Some(token);
+                auth.signature = Some(seed.sign(&nonce).to_vec());
+                Ok(auth)
+            }
+        })
+        .name(name)
+        .add_root_certificates(ca.to_path_buf())
+        .require_tls(true)
+        .custom_inbox_prefix(self.inbox_prefix("choria"))
+        .connection_timeout(Duration::from_secs(5));
+        options
+            .connect(url)
+            .await
+            .map_err(|err| DemoError::Connect { url: url.to_string(), reason: err.to_string() })
+    }
+
+    /// Connects, retrying until `deadline`: the broker refuses clients until its
+    /// authorization service has subscribed.
+    pub async fn connect_until(
+        &self,
+        url: &str,
+        ca: &Path,
+        name: &str,
+        patience: Duration,
+    ) -> Result<async_nats::Client, DemoError> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.connect(url, ca, name).await {
+                Ok(client) => return Ok(client),
+                Err(err) if started.elapsed() >= patience => {
+                    return Err(DemoError::NotReady { name: "broker".into(), waited: patience, reason: err.to_string() })
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The demo from start to finish: generate a site, start the broker and provisioners
+//! as child processes, start the simulated fleet, watch every node come back, report.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::connect::ClientCredentials;
+use crate::fleet::Fleet;
+use crate::process::{own_peak_rss_mb, Service};
+use crate::prove::FleetWatch;
+use crate::report::{DemoReport, PeakRss};
+use crate::site::{Flow, HelperMode, Site, SiteOptions, SitePorts};
+use crate::DemoError;
+
+/// How long the broker may take to accept its first authorised client.
+const BROKER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Everything `choria demo` can be asked to do.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Simulated nodes to provision.
+    pub nodes: usize,
+    /// Keep the site here instead of a temporary directory.
+    pub workdir: Option<PathBuf>,
+    /// Helper command line; `None` runs the built-in example helper.
+    pub helper: Option<String>,
+    /// How the helper runs.
+    pub helper_mode: HelperMode,
+    /// Which flow to provision with.
+    pub flow: Flow,
+    /// Provisioners to run (more than one uses leader election).
+    pub provisioners: usize,
+    /// Workers per provisioner.
+    pub workers: usize,
+    /// Give up on nodes not in the fleet after this long (default scales with `nodes`).
+    pub timeout: Option<Duration>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// The `choria` binary (runs the broker and the built-in helper).
+    pub choria_binary: PathBuf,
+    /// The `choria-provisioner` binary.
+    pub provisioner_binary: PathBuf,
+}
+
+impl DemoOptions {
+    fn deadline(&self) -> Duration {
+        // Generous: 60 s plus 100 ms a node; the benchmark measures speed, not this.
+        self.timeout
+            .unwrap_or(Duration::from_secs(60) + Duration::from_millis(100) * self.nodes as u32)
+    }
+}
+
+/// Runs the whole demo and returns its report; ctrl-c ends it early with what it has.
+pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    run_until(options, cancel).await
+}
+
+/// Runs the demo until every node is in the fleet, the deadline passes, or `cancel` fires.
+pub async fn run_until(options: DemoOptions, cancel: CancellationToken) -> Result<DemoReport, DemoError> {
+    let (_temp, dir) = match &options.workdir {
+        Some(dir) => (None, dir.clone()),
+        None => {
+            let temp = tempfile::Builder::new().prefix("choria-demo-").tempdir().map_err(|source| DemoError::Io {
+                what: "creating a temporary site directory".into(),
+                source,
+            })?;
+            let dir = temp.path().to_path_buf();
+            (Some(temp), dir)
+        }
+    };
+    let helper = match &options.helper {
+        Some(command) => command.clone(),
+        None => format!("{} demo-helper", shell_quote(&options.choria_binary.display().to_string())),
+    };
+    let ports = SitePorts {
+        client: free_port()?,
+        enrolment: free_port()?,
+        broker_stats: free_port()?,
+        provisioner_monitor: free_port()?,
+    };
+    let site = Site::generate(
+        &SiteOptions {
+            dir: dir.clone(),
+            flow: options.flow,
+            provisioners: options.provisioners,
+            helper,
+            helper_mode: options.helper_mode.clone(),
+            workers: options.workers,
+        },
+        ports,
+    )?;
+    tracing::info!(dir = %dir.display(), flow = site.flow.as_str(), "site generated");
+
+    let mut broker = Service::spawn(
+        "broker",
+        &options.choria_binary,
+        &["broker", "run", "--config", &site.broker_config.display().to_string()],
+        &dir.join("broker/broker.log"),
+    )?;
+    let credentials = ClientCredentials::load(&site.fleet_client.0, &site.fleet_client.1)?;
+    let client = tokio::select! {
+        client = credentials.connect_until(&site.broker_url, &site.ca, "demo-fleet-client", BROKER_PATIENCE) => client,
+        _ = wait_exit(&mut broker) => return Err(exited(&mut broker)),
+    }?;
+    let watch = FleetWatch::start(client, credentials, options.nodes).await?;
+
+    let mut provisioners = Vec::new();
+    for (index, config) in site.provisioner_configs.iter().enumerate() {
+        let name = format!("provisioner-{}", index + 1);
+        let service = Service::spawn_with_env(
+            &name,
+            &options.provisioner_binary,
+            &[
+                "run",
+                "--config",
+                &config.display().to_string(),
+                "--choria-config",
+                &site.provisioner_choria_config.display().to_string(),
+            ],
+            &dir.join(format!("provisioner/{name}.out")),
+            &[
+                ("CHORIA_DEMO_BROKER_URL", site.broker_url.as_str()),
+                ("CHORIA_DEMO_ISSUER_PUBLIC", site.issuer_public_hex.as_str()),
+                ("CHORIA_DEMO_CA_FILE", &site.ca.display().to_string()),
+                ("CHORIA_DEMO_SITE", &dir.display().to_string()),
+            ],
+        )?;
+        provisioners.push(service);
+    }
+
+    let started = Instant::now();
+    let fleet = Fleet::start(&site, options.nodes, cancel.child_token()).await?;
+    watch.set_start_times(fleet.start_times());
+    let progress = options.progress.then(|| crate::progress::Progress::new(options.nodes as u64));
+
+    let deadline = started + options.deadline();
+    let mut peak = PeakRss::default();
+    loop {
+        let status = watch.status();
+        if let Some(bar) = &progress {
+            bar.update(&status);
+        }
+        peak.broker = peak.broker.max(broker.peak_rss_mb());
+        for provisioner in &provisioners {
+            peak.provisioner = peak.provisioner.max(provisioner.peak_rss_mb());
+        }
+        if status.in_fleet >= options.nodes || Instant::now() >= deadline || cancel.is_cancelled() {
+            break;
+        }
+        broker.check_running()?;
+        tokio::select! {
+            _ = watch.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+    let elapsed = watch.last_arrival().map(|at| at.duration_since(started)).unwrap_or_else(|| started.elapsed());
+    if let Some(bar) = &progress {
+        bar.finish(&watch.status());
+    }
+    peak.nodes = own_peak_rss_mb();
+    let status = watch.status();
+    let mut latencies = watch.latencies();
+    let report = DemoReport::new(options.nodes, status.provisioned, &mut latencies, elapsed, peak);
+
+    watch.stop().await;
+    fleet.stop().await;
+    for provisioner in provisioners {
+        provisioner.stop(Duration::from_secs(5)).await;
+    }
+    broker.stop(Duration::from_secs(10)).await;
+    Ok(report)
+}
+
+async fn wait_exit(service: &mut Service) {
+    loop {
+        if service.check_running().is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn exited(service: &mut Service) -> DemoError {
+    match service.check_running() {
+        Err(err) => err,
+        Ok(()) => DemoError::Internal(format!("{} was reported as exited but runs", service.name())),
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> Result<u16, DemoError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|source| DemoError::Io { what: "finding a free loopback port".into(), source })
+}
+
+/// Quotes a path for the helper command line, which the provisioner splits shell-style.
+fn shell_quote(text: &str) -> String {
+    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_paths_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("/usr/bin/choria"), "/usr/bin/choria");
+        assert_eq!(shell_quote("/tmp/my dir/choria"), "'/tmp/my dir/choria'");
+        assert_eq!(shell_quote("/tmp/it's"), "'/tmp/it'\\''s'");
+    }
+
+    #[test]
+    fn the_default_deadline_grows_with_the_fleet() {
+        let options = DemoOptions {
+            nodes: 1000,
+            workdir: None,
+            helper: None,
+            helper_mode: HelperMode::Persistent,
+            flow: Flow::Jwt,
+            provisioners: 1,
+            workers: 4,
+            timeout: None,
+            progress: false,
+            choria_binary: PathBuf::from("choria"),
+            provisioner_binary: PathBuf::from("choria-provisioner"),
+        };
+        assert_eq!(options.deadline(), Duration::from_secs(160));
+    }
+}
