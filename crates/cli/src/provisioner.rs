@@ -1,0 +1,205 @@
+//! `choria-provisioner`: parses the command line (spec §7), loads both configurations and
+//! runs the provisioner library until SIGINT/SIGTERM.
+//!
+//! Exit codes follow upstream: 0 after a signal, 1 for start-up failures (configuration,
+//! Choria configuration, metrics listener), 2 for command line usage errors.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use choria_provisioner::example_helper::{self, ExampleHelperSettings};
+use choria_provisioner::{CancellationToken, ClientSettings, Provisioner, Settings};
+
+use crate::Failure;
+
+/// Command line of `choria-provisioner`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "choria-provisioner",
+    version,
+    about = "The Choria Provisioning Framework",
+    args_conflicts_with_subcommands = true
+)]
+pub struct ProvisionerCli {
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// Force debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// What to do (`run` when omitted).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Arguments of the default `run` command.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the provisioner (the default).
+    Run(RunArgs),
+    /// Serve the built-in example helper (persistent helper protocol on stdin/stdout).
+    #[command(hide = true)]
+    ExampleHelper(ExampleHelperArgs),
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// Provisioner configuration file (YAML or JSON).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Choria client configuration file.
+    #[arg(long)]
+    pub choria_config: Option<PathBuf>,
+    /// Write the process id to this file.
+    #[arg(long)]
+    pub pid: Option<PathBuf>,
+}
+
+/// Arguments of the example helper.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExampleHelperArgs {
+    /// Broker URL written into node configurations.
+    #[arg(long, env = "CHORIA_DEMO_BROKER_URL")]
+    pub broker_url: String,
+    /// Hex ed25519 public key of the organisation issuer.
+    #[arg(long, env = "CHORIA_DEMO_ISSUER_PUBLIC")]
+    pub issuer_public: String,
+    /// Collectives, comma separated.
+    #[arg(long, default_value = "choria")]
+    pub collectives: String,
+    /// CA bundle path on the nodes.
+    #[arg(long)]
+    pub ca_file: Option<String>,
+}
+
+impl ProvisionerCli {
+    /// Whether debug logging was asked for.
+    pub fn debug(&self) -> bool {
+        self.debug
+    }
+}
+
+/// Runs `choria-provisioner`.
+pub fn run(args: ProvisionerCli) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(Command::ExampleHelper(helper)) => serve_example_helper(helper),
+        Some(Command::Run(run)) => run_provisioner(run),
+        None => run_provisioner(args.run),
+    }
+}
+
+fn serve_example_helper(args: ExampleHelperArgs) -> anyhow::Result<ExitCode> {
+    let settings = ExampleHelperSettings {
+        broker_url: args.broker_url,
+        issuer_public: args.issuer_public,
+        collectives: choria_config::split_list(&args.collectives),
+        ca_file: args.ca_file,
+        ..ExampleHelperSettings::default()
+    };
+    example_helper::serve_stdio(&settings).context("example helper i/o failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_provisioner(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = args.config else {
+        return Err(Failure::usage("required flag --config not provided").into());
+    };
+    if !config.is_file() {
+        return Err(
+            Failure::usage(format!("--config: file {} not found", config.display())).into(),
+        );
+    }
+    let settings = Settings::load(&config)
+        .map_err(|err| Failure::failed(format!("Provisioning could not be configured: {err}")))?;
+    let choria_config = match args.choria_config {
+        Some(path) if path.is_file() => path,
+        Some(path) => {
+            return Err(Failure::usage(format!(
+                "--choria-config: file {} not found",
+                path.display()
+            ))
+            .into())
+        }
+        None => default_choria_config(),
+    };
+    let client = ClientSettings::load(&choria_config, &settings)
+        .map_err(|err| Failure::failed(format!("Could not load Choria Configuration: {err}")))?;
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let nats = client.connect().await.map_err(|err| {
+            Failure::failed(format!("Provisioning could not configure Choria: {err}"))
+        })?;
+        let provisioner = Provisioner::new(settings, nats, &client.identity, &client.caller_id)
+            .with_protocol(client.protocol());
+        let cancel = CancellationToken::new();
+        spawn_signal_handler(cancel.clone())?;
+        let pid_guard = match &args.pid {
+            Some(path) => Some(PidFile::write(path)?),
+            None => None,
+        };
+        let result = provisioner.run(cancel).await;
+        drop(pid_guard);
+        result.map_err(|err| Failure::failed(err.to_string()))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down on signal");
+        cancel.cancel();
+        // A second signal while draining exits at once.
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        std::process::exit(0);
+    });
+    Ok(())
+}
+
+/// The upstream search order for the Choria client config.
+fn default_choria_config() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        let home = PathBuf::from(home);
+        candidates.push(home.join(".choriarc"));
+        candidates.push(home.join(".mcollective"));
+    }
+    candidates.push(PathBuf::from("/etc/choria/client.conf"));
+    candidates.push(PathBuf::from("/usr/local/etc/choria/client.conf"));
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/etc/puppetlabs/mcollective/client.cfg"))
+}
+
+/// A PID file removed again on drop (B11: clean exits leave nothing behind).
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> anyhow::Result<PidFile> {
+        choria_config::files::write_atomic(path, std::process::id().to_string().as_bytes(), 0o644)
+            .with_context(|| format!("cannot write pid file {}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

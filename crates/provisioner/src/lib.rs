@@ -1,0 +1,37 @@
+//! Choria provisioner: discovers provisioning-mode nodes, proves their keys, asks a helper
+//! for their configuration, issues credentials and restarts them into the fleet.
+//!
+//! # Layout
+//! - [`settings`]: the YAML configuration file (spec §3), validated at start-up.
+//! - [`helper`]: the helper program contract (spec §2), exec and persistent modes.
+//! - [`registry`]: de-duplicating host registry and bounded work queue.
+//! - [`election`]: KV leader election (spec §5); [`metrics`]: §6 metrics and `/healthz`.
+//! - [`rpc`], [`wire`]: RPC over one connection and one wildcard reply subscription (P1).
+//! - [`pipeline`]: the per-node pass (spec §1.6); [`service`]: discovery, workers, HA wiring.
+//! - [`example_helper`]: a built-in helper for demos (`serve_stdio`).
+//! - [`client`]: the provisioner as a Choria client (identity, brokers, credentials).
+//! - [`keydelivery`], [`csr`], [`version`]: the crypto and checks of spec §4 and appendix B.
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod csr;
+pub mod election;
+pub mod example_helper;
+pub mod helper;
+pub mod keydelivery;
+pub mod metrics;
+pub mod pipeline;
+pub mod registry;
+pub mod rpc;
+pub mod service;
+pub mod settings;
+pub mod version;
+pub mod wire;
+
+pub use client::{ClientError, ClientSettings};
+pub use service::{
+    configure_connection, connect_options, Provisioner, ServiceError, Status, StatusSnapshot,
+};
+pub use settings::{Settings, SettingsError};
+/// Re-exported so binaries can stop the service without depending on tokio-util.
+pub use tokio_util::sync::CancellationToken;

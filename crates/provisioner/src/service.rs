@@ -1,0 +1,635 @@
+//! The provisioner service: discovery (broadcast, lifecycle events, registration), the
+//! worker pool over the shared registry, leader election wiring, metrics and status.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::{watch, Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::election::{self, ElectionConfig, Role};
+use crate::helper::Helper;
+use crate::metrics::{self, Metrics, Outcome};
+use crate::pipeline::{PassResult, Pipeline};
+use crate::registry::{AddOutcome, Registry, Source, QUEUE_CAPACITY, SUCCESS_HOLD};
+use crate::rpc::Rpc;
+use crate::settings::Settings;
+
+/// Overall broadcast discovery timeout.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Discovery stops this long after the last reply.
+pub const DISCOVERY_IDLE: Duration = Duration::from_millis(300);
+/// How long shutdown waits for in-flight passes (B11).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Provisioner version reported in its startup event.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the service could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The monitor port could not be bound.
+    #[error("cannot listen on monitor_port {port}: {source}")]
+    Monitor {
+        /// Port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A subscription failed.
+    #[error("cannot subscribe to {subject}: {message}")]
+    Subscribe {
+        /// Subject.
+        subject: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Counters for the demo and `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusSnapshot {
+    /// `leader`, `standby` or `active` (no election).
+    pub role: &'static str,
+    /// Whether provisioning is paused.
+    pub paused: bool,
+    /// Distinct nodes queued from any source.
+    pub discovered: u64,
+    /// Nodes configured and restarted.
+    pub provisioned: u64,
+    /// Passes that failed.
+    pub failed: u64,
+    /// Passes the helper deferred.
+    pub deferred: u64,
+    /// Nodes shut down on request.
+    pub shutdown: u64,
+    /// Nodes sent an upgrade.
+    pub upgraded: u64,
+    /// Workers currently busy.
+    pub busy: i64,
+}
+
+/// Shared live status.
+#[derive(Debug, Default)]
+pub struct Status {
+    paused: AtomicBool,
+    leader: AtomicBool,
+    election: AtomicBool,
+    discovered: AtomicU64,
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
+}
+
+impl Status {
+    /// A point-in-time copy.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let m = self.metrics.get();
+        let count = |o| m.map(|m| m.outcome_count(o)).unwrap_or(0);
+        StatusSnapshot {
+            role: if !self.election.load(Ordering::Relaxed) {
+                "active"
+            } else if self.leader.load(Ordering::Relaxed) {
+                "leader"
+            } else {
+                "standby"
+            },
+            paused: self.paused.load(Ordering::Relaxed),
+            discovered: self.discovered.load(Ordering::Relaxed),
+            provisioned: count(Outcome::Provisioned),
+            failed: count(Outcome::Failed),
+            deferred: count(Outcome::Deferred),
+            shutdown: count(Outcome::Shutdown),
+            upgraded: count(Outcome::Upgraded),
+            busy: m
+                .map(|m| m.busy_workers.load(Ordering::Relaxed))
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The provisioner; build with [`Provisioner::new`], then [`Provisioner::run`].
+pub struct Provisioner {
+    settings: Arc<Settings>,
+    client: async_nats::Client,
+    identity: String,
+    caller_id: String,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    election_api_prefix: String,
+    version: crate::wire::Version,
+    monitor: Option<tokio::net::TcpListener>,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("identity", &self.identity)
+            .field("caller_id", &self.caller_id)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// NATS connect options the provisioner needs (see [`configure_connection`]).
+pub fn connect_options(identity: &str, caller_id: &str) -> async_nats::ConnectOptions {
+    configure_connection(async_nats::ConnectOptions::new(), identity, caller_id)
+}
+
+/// Adds what the provisioner needs to `options`: its inbox under its reply prefix (so
+/// JetStream and request replies stay inside what the broker lets it subscribe to),
+/// its name, and retries while the broker's authorization service starts.
+pub fn configure_connection(
+    options: async_nats::ConnectOptions,
+    identity: &str,
+    caller_id: &str,
+) -> async_nats::ConnectOptions {
+    options
+        .name(identity)
+        .custom_inbox_prefix(crate::rpc::reply_prefix(caller_id))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+}
+
+impl Provisioner {
+    /// A provisioner using `client` (see [`connect_options`]), acting as `identity`
+    /// with caller id `caller_id` (e.g. `choria=<identity>`).
+    pub fn new(
+        settings: Settings,
+        client: async_nats::Client,
+        identity: &str,
+        caller_id: &str,
+    ) -> Provisioner {
+        let metrics = Arc::new(Metrics::new(&settings.site));
+        let status = Arc::new(Status::default());
+        let _ = status.metrics.set(metrics.clone());
+        Provisioner {
+            settings: Arc::new(settings),
+            client,
+            identity: identity.to_string(),
+            caller_id: caller_id.to_string(),
+            metrics,
+            status,
+            election_api_prefix: election::CHORIA_API_PREFIX.to_string(),
+            version: crate::wire::Version::V1,
+            monitor: None,
+        }
+    }
+
+    /// Uses another JetStream API prefix for the election's stream info (`$JS.API` on
+    /// a plain JetStream server).
+    pub fn with_election_api_prefix(mut self, prefix: &str) -> Provisioner {
+        self.election_api_prefix = prefix.to_string();
+        self
+    }
+
+    /// Speaks Choria protocol v2 (ed25519/JWT sites) instead of v1.
+    pub fn with_protocol(mut self, version: crate::wire::Version) -> Provisioner {
+        self.version = version;
+        self
+    }
+
+    /// Serves metrics on an already bound listener instead of `monitor_port`.
+    pub fn with_monitor_listener(mut self, listener: tokio::net::TcpListener) -> Provisioner {
+        self.monitor = Some(listener);
+        self
+    }
+
+    /// Live status for the demo and health checks.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs until `cancel`, then waits for in-flight passes (bounded).
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), ServiceError> {
+        let s = self.settings.clone();
+        tracing::info!(
+            "Choria Provisioner starting using configuration file {}. Discovery interval {:?} using {} workers",
+            s.source.display(), s.interval, s.workers
+        );
+        for key in &s.ignored_keys {
+            tracing::warn!("configuration key {key} is not used and was ignored");
+        }
+        let inner = cancel.child_token();
+        let tasks = TaskTracker::new();
+
+        let monitor = match self.monitor.take() {
+            Some(l) => Some(l),
+            None if s.monitor_port > 0 => Some(
+                tokio::net::TcpListener::bind(("0.0.0.0", s.monitor_port))
+                    .await
+                    .map_err(|source| ServiceError::Monitor {
+                        port: s.monitor_port,
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(listener) = monitor {
+            let status = self.status.clone();
+            let health: metrics::HealthFn =
+                Arc::new(move || serde_json::to_string(&status.snapshot()).unwrap_or_default());
+            let (m, c) = (self.metrics.clone(), inner.clone());
+            tasks.spawn(async move {
+                if let Err(err) = metrics::serve(listener, m, health, c).await {
+                    tracing::error!("metrics listener failed: {err}");
+                }
+            });
+        }
+
+        let rpc = Rpc::start(
+            self.client.clone(),
+            &self.identity,
+            &self.caller_id,
+            self.version,
+            inner.clone(),
+        )
+        .await
+        .map_err(|e| ServiceError::Subscribe {
+            subject: "reply subjects".into(),
+            message: e.to_string(),
+        })?;
+        publish_startup(&self.client, &self.identity).await;
+
+        let paused = Arc::new(AtomicBool::new(s.leader_election));
+        set_paused(&paused, &self.status, &self.metrics, s.leader_election);
+        self.status
+            .election
+            .store(s.leader_election, Ordering::Relaxed);
+        let (registry, queue) = Registry::new(QUEUE_CAPACITY, self.metrics.clone(), SUCCESS_HOLD);
+        let discover_now = Arc::new(Notify::new());
+
+        if s.leader_election {
+            let (tx, mut rx) = watch::channel(Role::Standby);
+            let config = ElectionConfig {
+                api_prefix: self.election_api_prefix.clone(),
+                ..ElectionConfig::provisioner(&self.identity, s.leader_election_ttl)
+            };
+            tasks.spawn(election::run(
+                self.client.clone(),
+                config,
+                tx,
+                self.metrics.clone(),
+                inner.clone(),
+            ));
+            let (paused, status, metrics, registry, notify) = (
+                paused.clone(),
+                self.status.clone(),
+                self.metrics.clone(),
+                registry.clone(),
+                discover_now.clone(),
+            );
+            tasks.spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let role = *rx.borrow_and_update();
+                    status.leader.store(role == Role::Leader, Ordering::Relaxed);
+                    match role {
+                        Role::Leader => {
+                            set_paused(&paused, &status, &metrics, false);
+                            notify.notify_one();
+                            tracing::info!("Triggered a discovery after becoming leader");
+                        }
+                        Role::Standby => {
+                            set_paused(&paused, &status, &metrics, true);
+                            registry.clear();
+                        }
+                    }
+                }
+            });
+        }
+
+        self.spawn_listener(
+            &tasks,
+            &inner,
+            &registry,
+            &paused,
+            format!("choria.lifecycle.event.startup.{}", s.lifecycle_component),
+            Source::Event,
+        )
+        .await?;
+        self.spawn_listener(
+            &tasks,
+            &inner,
+            &registry,
+            &paused,
+            "provisioning.registration.>".to_string(),
+            Source::Registration,
+        )
+        .await?;
+
+        let helper = Helper::new(s.helper.clone(), s.helper_mode, s.helper_timeout);
+        let pipeline = Pipeline::new(
+            rpc.clone(),
+            s.clone(),
+            helper,
+            self.metrics.clone(),
+            paused.clone(),
+        );
+        let queue = Arc::new(Mutex::new(queue));
+        let workers = TaskTracker::new();
+        for _ in 0..s.workers {
+            workers.spawn(worker(
+                queue.clone(),
+                registry.clone(),
+                pipeline.clone(),
+                self.metrics.clone(),
+                s.interval * 2,
+                inner.clone(),
+            ));
+        }
+        workers.close();
+
+        loop {
+            if paused.load(Ordering::Relaxed) {
+                tracing::debug!("Skipping discovery while paused");
+            } else {
+                self.metrics.discover_cycles.fetch_add(1, Ordering::Relaxed);
+                match rpc.discover(DISCOVERY_TIMEOUT, DISCOVERY_IDLE).await {
+                    Ok(found) => {
+                        for identity in found {
+                            if registry.add(&identity, Source::Discovery) == AddOutcome::Queued {
+                                self.metrics.discovered.fetch_add(1, Ordering::Relaxed);
+                                self.status.discovered.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(
+                                    "Adding {identity} to the provision list after discovering it"
+                                );
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        self.metrics
+                            .discovery_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::error!("Could not discover nodes: {err}");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(s.interval) => {}
+                _ = discover_now.notified() => {}
+            }
+        }
+        tracing::info!("Exiting on context interrupt");
+        // Workers stop at their next safe point; in-flight passes get a bounded drain.
+        inner.cancel();
+        if tokio::time::timeout(DRAIN_TIMEOUT, workers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "workers did not finish within {DRAIN_TIMEOUT:?}; abandoning in-flight passes"
+            );
+        }
+        tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
+        let _ = self.client.flush().await;
+        Ok(())
+    }
+
+    async fn spawn_listener(
+        &self,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+        registry: &Registry,
+        paused: &Arc<AtomicBool>,
+        subject: String,
+        source: Source,
+    ) -> Result<(), ServiceError> {
+        let mut sub =
+            self.client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| ServiceError::Subscribe {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+        let (cancel, registry, paused, metrics, status) = (
+            cancel.clone(),
+            registry.clone(),
+            paused.clone(),
+            self.metrics.clone(),
+            self.status.clone(),
+        );
+        tasks.spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    m = sub.next() => match m { Some(m) => m, None => break },
+                };
+                if paused.load(Ordering::Relaxed) {
+                    tracing::debug!("Skipping event processing while paused");
+                    continue;
+                }
+                let identity = match source {
+                    Source::Registration => registration_sender(&message.payload),
+                    _ => startup_event_identity(&message.payload),
+                };
+                let identity = match identity {
+                    Ok(id) => id,
+                    Err(err) => {
+                        tracing::warn!("could not handle message on {}: {err}", message.subject);
+                        continue;
+                    }
+                };
+                let Some(identity) = identity else { continue };
+                if registry.add(&identity, source) == AddOutcome::Queued {
+                    status.discovered.fetch_add(1, Ordering::Relaxed);
+                    if source == Source::Event {
+                        metrics.event_discovered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::info!(
+                        "Adding {identity} to the provision list after receiving an event"
+                    );
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn set_paused(flag: &AtomicBool, status: &Status, metrics: &Metrics, paused: bool) {
+    flag.store(paused, Ordering::Relaxed);
+    status.paused.store(paused, Ordering::Relaxed);
+    metrics.paused.store(i64::from(paused), Ordering::Relaxed);
+}
+
+async fn worker(
+    queue: Arc<Mutex<tokio::sync::mpsc::Receiver<crate::registry::Ticket>>>,
+    registry: Registry,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    stale_after: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        let ticket = {
+            let mut rx = queue.lock().await;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                t = rx.recv() => match t { Some(t) => t, None => return },
+            }
+        };
+        let identity = ticket.identity.clone();
+        match registry.start(&ticket, stale_after) {
+            Ok(()) => {}
+            Err(crate::registry::StartRefused::NotCurrent) => continue,
+            Err(crate::registry::StartRefused::Stale(idle)) => {
+                metrics.provision_errors.fetch_add(1, Ordering::Relaxed);
+                metrics.outcome(Outcome::Failed, "stale");
+                tracing::warn!(
+                    "Could not provision {identity}: skipping node that's been waiting {idle:?}"
+                );
+                continue;
+            }
+        }
+        metrics.busy_workers.fetch_add(1, Ordering::Relaxed);
+        // Each pass runs in its own task so a bug can only fail that node (B2).
+        let p = pipeline.clone();
+        let id = identity.clone();
+        let result = tokio::spawn(async move { p.provision(&id).await }).await;
+        metrics.busy_workers.fetch_sub(1, Ordering::Relaxed);
+        let hold = match result {
+            Ok(Ok(PassResult::Provisioned)) => {
+                metrics.provisioned.fetch_add(1, Ordering::Relaxed);
+                metrics.outcome(Outcome::Provisioned, "");
+                tracing::info!("Provisioned {identity}");
+                true
+            }
+            Ok(Ok(PassResult::Shutdown)) => {
+                metrics.provisioned.fetch_add(1, Ordering::Relaxed);
+                metrics.outcome(Outcome::Shutdown, "");
+                true
+            }
+            Ok(Ok(PassResult::Upgraded(version))) => {
+                metrics.provisioned.fetch_add(1, Ordering::Relaxed);
+                metrics.outcome(Outcome::Upgraded, "");
+                tracing::info!("Upgrading {identity} to {version}");
+                false
+            }
+            Ok(Ok(PassResult::Deferred(msg))) => {
+                metrics.provision_errors.fetch_add(1, Ordering::Relaxed);
+                metrics.outcome(Outcome::Deferred, "");
+                tracing::info!("Could not provision {identity}: configuration defered: {msg}");
+                false
+            }
+            Ok(Err(err)) => {
+                metrics.provision_errors.fetch_add(1, Ordering::Relaxed);
+                metrics.outcome(Outcome::Failed, err.reason());
+                tracing::error!("Could not provision {identity}: {err}");
+                false
+            }
+            Err(join) => {
+                metrics.provision_errors.fetch_add(1, Ordering::Relaxed);
+                metrics.outcome(Outcome::Failed, "internal");
+                tracing::error!("Could not provision {identity}: pass aborted: {join}");
+                false
+            }
+        };
+        registry.finish(&ticket, hold);
+    }
+}
+
+/// The identity in a startup lifecycle event (classic or CloudEvents); `None` for other
+/// event types.
+pub fn startup_event_identity(payload: &[u8]) -> Result<Option<String>, String> {
+    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+    let event = if value.get("specversion").and_then(Value::as_str) == Some("1.0")
+        && value.get("source").and_then(Value::as_str) == Some("io.choria.lifecycle")
+    {
+        value
+            .get("data")
+            .cloned()
+            .ok_or("CloudEvent without data")?
+    } else {
+        value
+    };
+    let protocol = event
+        .get("protocol")
+        .and_then(Value::as_str)
+        .ok_or("unsupported event format")?;
+    let is_startup = match protocol {
+        p if p.starts_with("io.choria.lifecycle") => p.ends_with(".startup"),
+        p if p.starts_with("choria:lifecycle:") => p == "choria:lifecycle:startup:1",
+        _ => return Err("unsupported event format".into()),
+    };
+    if !is_startup {
+        return Ok(None);
+    }
+    match event.get("identity") {
+        Some(Value::String(id)) if !id.is_empty() => Ok(Some(id.clone())),
+        _ => Err("startup event without an identity".into()),
+    }
+}
+
+/// The sender of a registration message (a request to the `registration` agent, v1
+/// or v2), decoded through every protocol layer.
+pub fn registration_sender(payload: &[u8]) -> Result<Option<String>, String> {
+    let request = choria_protocol::message::decode_request(payload).map_err(|e| e.to_string())?;
+    if request.meta.sender.is_empty() {
+        return Err("registration message without a sender".into());
+    }
+    Ok(Some(request.meta.sender))
+}
+
+async fn publish_startup(client: &async_nats::Client, identity: &str) {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+    let event = serde_json::json!({
+        "protocol": "io.choria.lifecycle.v1.startup",
+        "id": hex::encode(id),
+        "identity": identity,
+        "component": "provisioner",
+        "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "version": VERSION,
+    });
+    if let Err(err) = client
+        .publish(
+            "choria.lifecycle.event.startup.provisioner",
+            event.to_string().into(),
+        )
+        .await
+    {
+        tracing::warn!("could not publish startup event: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_lifecycle_formats_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/vectors/lifecycle");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("vectors") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("read");
+            let parsed = startup_event_identity(&bytes);
+            assert!(parsed.is_ok(), "{}: {parsed:?}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 2);
+        let classic = br#"{"protocol":"io.choria.lifecycle.v1.startup","identity":"n1","component":"provision_mode_server"}"#;
+        assert_eq!(startup_event_identity(classic), Ok(Some("n1".into())));
+        let cloud = br#"{"specversion":"1.0","source":"io.choria.lifecycle","type":"io.choria.lifecycle.v1.startup","data":{"protocol":"io.choria.lifecycle.v1.startup","identity":"n2"}}"#;
+        assert_eq!(startup_event_identity(cloud), Ok(Some("n2".into())));
+        let legacy = br#"{"protocol":"choria:lifecycle:startup:1","identity":"n3"}"#;
+        assert_eq!(startup_event_identity(legacy), Ok(Some("n3".into())));
+        let shutdown = br#"{"protocol":"io.choria.lifecycle.v1.shutdown","identity":"n1"}"#;
+        assert_eq!(startup_event_identity(shutdown), Ok(None));
+        assert!(startup_event_identity(b"{\"identity\":1}").is_err());
+        assert!(startup_event_identity(
+            br#"{"protocol":"io.choria.lifecycle.v1.startup","identity":5}"#
+        )
+        .is_err());
+    }
+}
