@@ -26,7 +26,9 @@ pub const INSTALL_HINT: &str =
 #[non_exhaustive]
 pub enum NatsServerError {
     /// No binary was found in any of the places searched.
-    #[error("nats-server not found (looked in ${NATS_SERVER_ENV}, PATH and .venv/bin): {INSTALL_HINT}")]
+    #[error(
+        "nats-server not found (looked in ${NATS_SERVER_ENV}, PATH and .venv/bin): {INSTALL_HINT}"
+    )]
     NotFound,
     /// `CHORIA_NATS_SERVER` names a file that does not exist.
     #[error("{NATS_SERVER_ENV}={0} does not exist: {INSTALL_HINT}")]

@@ -2,6 +2,8 @@
 //! benchmarks, and prints their logs when a test fails. No mocked broker anywhere.
 #![deny(missing_docs)]
 
+pub mod site;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,7 +108,11 @@ impl TestNats {
 impl Drop for TestNats {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- nats-server log (port {}) ----\n{}", self.port, self.log());
+            eprintln!(
+                "---- nats-server log (port {}) ----\n{}",
+                self.port,
+                self.log()
+            );
         }
         // Dropping the process kills it (kill_on_drop).
         self.process.take();
@@ -185,7 +191,11 @@ mod tests {
 
     #[test]
     fn vectors_are_beside_the_workspace() {
-        assert!(vectors_dir().join("README.md").is_file(), "{:?}", vectors_dir());
+        assert!(
+            vectors_dir().join("README.md").is_file(),
+            "{:?}",
+            vectors_dir()
+        );
     }
 
     async fn futures_next(sub: &mut async_nats::Subscriber) -> Option<async_nats::Message> {

@@ -41,7 +41,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_json, cli.debug);
+    // The demo runs thousands of nodes in this process: only their problems are news.
+    let quiet_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    logging::init_with_default(cli.log_json, cli.debug, quiet_level);
     let result = match cli.command {
         Command::Jwt(args) => jwt::run(args),
         Command::Broker(args) => broker::run(args),

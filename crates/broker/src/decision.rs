@@ -1,0 +1,814 @@
+//! The Choria authorization decision (spec §2.5–2.7) as a pure function from a typed
+//! connection to a grant or a rejection; the callout service is only the shell around it.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::natsjwt::{AuthorizationRequest, Grant};
+use crate::permissions::{self, Account, ClientGrant, Permissions, ServerGrant};
+
+/// Tokens larger than this are rejected before any parsing (real Choria JWTs are ~1–3 KiB).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The user name of the broker's own readiness probe (random password per process).
+pub const PROBE_USER: &str = "_choria_broker_probe";
+
+/// How the client port authenticates (spec DESIGN "TLS modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// TLS without client certificates; identities are JWTs plus nonce signatures.
+    #[default]
+    Jwt,
+    /// Client port requires verified client certificates; the enrolment listener admits
+    /// provisioning-mode servers and JWT+nonce identities.
+    Mtls,
+}
+
+/// The TLS state nats-server reports for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsState {
+    /// No TLS handshake.
+    None,
+    /// TLS without a verified client certificate.
+    Unverified,
+    /// TLS with a client certificate that chains to the CA.
+    Verified,
+}
+
+/// The listener a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The client port (`nats` transport).
+    Client,
+    /// The enrolment listener (nats-server websocket).
+    Enrolment,
+    /// Anything else nats-server may report (mqtt, leafnode ...): always rejected.
+    Other,
+}
+
+/// One connection as the decision sees it. Holds secrets: not `Debug`.
+pub struct Connection<'a> {
+    /// Remote IP (for logs).
+    pub remote: &'a str,
+    /// Where it came in.
+    pub listener: Listener,
+    /// TLS state.
+    pub tls: TlsState,
+    /// The nonce the client signed (empty when it sent no signature).
+    pub nonce: &'a str,
+    /// CONNECT `user`.
+    pub user: &'a str,
+    /// CONNECT `pass`.
+    pub pass: &'a str,
+    /// CONNECT `auth_token`.
+    pub token: &'a str,
+    /// CONNECT `sig`.
+    pub sig: &'a str,
+    /// CONNECT `name`.
+    pub name: &'a str,
+}
+
+impl<'a> Connection<'a> {
+    /// Reads the facts out of a decoded authorization request.
+    pub fn from_request(request: &'a AuthorizationRequest) -> Connection<'a> {
+        let listener = match (
+            request.client_info.kind.as_str(),
+            request.client_info.transport.as_str(),
+        ) {
+            ("Client", "nats") | ("Client", "") => Listener::Client,
+            ("Client", "websocket") => Listener::Enrolment,
+            _ => Listener::Other,
+        };
+        let tls = match &request.client_tls {
+            None => TlsState::None,
+            Some(tls) if tls.verified_chains.as_ref().is_some_and(|c| !c.is_empty()) => {
+                TlsState::Verified
+            }
+            Some(_) => TlsState::Unverified,
+        };
+        let opts = &request.connect_opts;
+        Connection {
+            remote: &request.client_info.host,
+            listener,
+            tls,
+            nonce: &request.client_info.nonce,
+            user: &opts.user,
+            pass: &opts.pass,
+            token: opts.auth_token.trim(),
+            sig: &opts.sig,
+            name: &opts.name,
+        }
+    }
+}
+
+/// The verified facts of a provisioning token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisioningFacts {
+    /// Claim `ou` (defaulted to `choria`).
+    pub ou: String,
+    /// Which trust anchor verified it: `signer` or `issuer '<ou>'`.
+    pub via: String,
+}
+
+/// Verifies Choria tokens against the configured signers and issuers (spec §2.3).
+/// Errors are operator-readable reasons; they never contain the token.
+pub trait TokenVerifier: Send + Sync {
+    /// A provisioning token (`choria_provisioning`).
+    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, String>;
+    /// A server token; returns the grant and the holder's hex ed25519 public key.
+    fn server(&self, token: &str) -> Result<(ServerGrant, String), String>;
+    /// A client token; returns the grant, the permission flags and the holder's public key.
+    fn client(&self, token: &str) -> Result<(ClientGrant, String), String>;
+}
+
+/// Broker-wide authorization settings (derived from [`crate::BrokerSettings`]).
+#[derive(Clone, Default)]
+pub struct Policy {
+    /// Client port TLS mode.
+    pub tls_mode: TlsMode,
+    /// `provisioning.client_password`; `Some` creates the provisioning account.
+    pub provisioning_password: Option<String>,
+    /// `provisioning.provisioner_without_token`.
+    pub provisioner_without_token: bool,
+    /// `system.user` and `system.password` when both are set.
+    pub system: Option<(String, String)>,
+    /// `deny_server_connections`.
+    pub deny_server_connections: bool,
+    /// Issuer mode: verified mTLS connections without a JWT get P_PUBSUB when this is set
+    /// (`plugin.security.choria.ca`), are rejected in issuer mode otherwise.
+    pub issuer_mode: bool,
+    /// `plugin.security.choria.ca` is set (P_PUBSUB for verified mTLS in issuer mode).
+    pub pubsub_for_mtls: bool,
+    /// Reply-subject hashes without md5.
+    pub fips: bool,
+    /// Password of [`PROBE_USER`], random per process.
+    pub probe_password: String,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("tls_mode", &self.tls_mode)
+            .field("provisioning", &self.provisioning_password.is_some())
+            .field("system_user", &self.system.as_ref().map(|(u, _)| u))
+            .field("issuer_mode", &self.issuer_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection was refused; `Display` is the logged reason (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Plain TCP on a TLS broker.
+    #[error("TLS is required")]
+    TlsRequired,
+    /// Not a client connection on a listener we know.
+    #[error("connections of this kind or transport are not accepted")]
+    UnsupportedConnection,
+    /// An unverified connection on the client port in mTLS mode.
+    #[error("the client port requires a verified client certificate in mtls mode")]
+    CertificateRequired,
+    /// Token over [`MAX_TOKEN_BYTES`].
+    #[error("token of {0} bytes exceeds the {MAX_TOKEN_BYTES} byte limit")]
+    TokenTooLarge(usize),
+    /// The provisioner user was refused (§2.6.A).
+    #[error("provisioning user connection denied: {0}")]
+    Provisioner(String),
+    /// The system user was refused (§2.6.B/C).
+    #[error("system user denied: {0}")]
+    System(String),
+    /// A client or server JWT failed (§2.6.D).
+    #[error("invalid nonce signature or jwt token: {0}")]
+    Jwt(String),
+    /// A token purpose we do not handle here.
+    #[error("do not know how to handle {0:?} purpose token")]
+    UnknownPurpose(String),
+    /// No token and no verified certificate.
+    #[error("unverified connection without JWT token")]
+    NoToken,
+    /// A provisioning-mode server was refused (§2.6.E).
+    #[error("provisioning server denied: {0}")]
+    Provisioning(String),
+    /// Verified mTLS without a JWT in issuer mode.
+    #[error("unknown connection received in issuer mode")]
+    IssuerModeUnknown,
+    /// The readiness probe with a wrong password.
+    #[error("invalid probe credentials")]
+    Probe,
+}
+
+impl Rejection {
+    /// Short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::TlsRequired => "tls_required",
+            Rejection::UnsupportedConnection => "unsupported",
+            Rejection::CertificateRequired => "certificate_required",
+            Rejection::TokenTooLarge(_) => "token_too_large",
+            Rejection::Provisioner(_) => "provisioner",
+            Rejection::System(_) => "system",
+            Rejection::Jwt(_) => "jwt",
+            Rejection::UnknownPurpose(_) => "unknown_purpose",
+            Rejection::NoToken => "no_token",
+            Rejection::Provisioning(_) => "provisioning",
+            Rejection::IssuerModeUnknown => "issuer_mode",
+            Rejection::Probe => "probe",
+        }
+    }
+}
+
+/// Decides one connection.
+pub fn decide(
+    policy: &Policy,
+    verifier: &dyn TokenVerifier,
+    conn: &Connection<'_>,
+) -> Result<Grant, Rejection> {
+    if conn.token.len() > MAX_TOKEN_BYTES {
+        return Err(Rejection::TokenTooLarge(conn.token.len()));
+    }
+    if conn.listener == Listener::Other {
+        return Err(Rejection::UnsupportedConnection);
+    }
+    if conn.tls == TlsState::None {
+        return Err(Rejection::TlsRequired);
+    }
+    if policy.tls_mode == TlsMode::Mtls
+        && conn.listener == Listener::Client
+        && conn.tls != TlsState::Verified
+    {
+        return Err(Rejection::CertificateRequired);
+    }
+    if conn.user == PROBE_USER {
+        return probe(policy, conn);
+    }
+    if conn.user == "provisioner" {
+        return provisioner(policy, verifier, conn).map_err(Rejection::Provisioner);
+    }
+    if let Some((system_user, _)) = &policy.system {
+        if conn.user == system_user {
+            return system(policy, verifier, conn).map_err(Rejection::System);
+        }
+    }
+    default_handler(policy, verifier, conn)
+}
+
+fn probe(policy: &Policy, conn: &Connection<'_>) -> Result<Grant, Rejection> {
+    if policy.probe_password.is_empty() || !constant_eq(conn.pass, &policy.probe_password) {
+        return Err(Rejection::Probe);
+    }
+    Ok(Grant {
+        account: Account::Choria,
+        name: PROBE_USER.into(),
+        permissions: permissions::deny_all(),
+    })
+}
+
+fn provisioner(
+    policy: &Policy,
+    verifier: &dyn TokenVerifier,
+    conn: &Connection<'_>,
+) -> Result<Grant, String> {
+    let Some(password) = &policy.provisioning_password else {
+        return Err("provisioning user password not enabled".into());
+    };
+    if conn.pass.is_empty() {
+        return Err("password required".into());
+    }
+    if !constant_eq(conn.pass, password) {
+        return Err("invalid provisioner password supplied".into());
+    }
+    let grant = Grant {
+        account: Account::Provisioning,
+        name: "provisioner".into(),
+        permissions: Permissions::Unrestricted,
+    };
+    if conn.tls == TlsState::Verified && conn.listener == Listener::Client {
+        return Ok(grant);
+    }
+    if conn.token.is_empty() {
+        if policy.provisioner_without_token {
+            return Ok(grant);
+        }
+        return Err("no token provided in connection".into());
+    }
+    if unverified_purpose(conn.token) != "choria_client_id" {
+        return Err("client token required".into());
+    }
+    let (client, public_key) = verifier.client(conn.token)?;
+    if !client.permissions.as_ref().is_some_and(|p| p.provisioner) {
+        return Err(format!(
+            "provisioner claim is false in token with caller id '{}'",
+            client.caller
+        ));
+    }
+    verify_nonce(conn.nonce, conn.sig, &public_key)
+        .map_err(|e| format!("invalid nonce signature: {e}"))?;
+    Ok(grant)
+}
+
+fn system(
+    policy: &Policy,
+    verifier: &dyn TokenVerifier,
+    conn: &Connection<'_>,
+) -> Result<Grant, String> {
+    let Some((user, password)) = &policy.system else {
+        return Err("system user is required".into());
+    };
+    if conn.tls != TlsState::Verified || conn.listener != Listener::Client {
+        if conn.token.is_empty() {
+            return Err("no JWT token received".into());
+        }
+        if unverified_purpose(conn.token) != "choria_client_id" {
+            return Err("client token required".into());
+        }
+        let (client, public_key) = verifier
+            .client(conn.token)
+            .map_err(|e| format!("invalid JWT token: {e}"))?;
+        let flags = client.permissions.unwrap_or_default();
+        if !(flags.system_user || flags.org_admin) {
+            return Err("no system_user or org_admin claim".into());
+        }
+        verify_nonce(conn.nonce, conn.sig, &public_key)
+            .map_err(|e| format!("invalid nonce signature: {e}"))?;
+    }
+    if !(constant_eq(conn.user, user) && constant_eq(conn.pass, password)) {
+        return Err("invalid system credentials".into());
+    }
+    Ok(Grant {
+        account: Account::System,
+        name: user.clone(),
+        permissions: Permissions::Unrestricted,
+    })
+}
+
+fn default_handler(
+    policy: &Policy,
+    verifier: &dyn TokenVerifier,
+    conn: &Connection<'_>,
+) -> Result<Grant, Rejection> {
+    if conn.token.is_empty() {
+        if conn.tls == TlsState::Verified && conn.listener == Listener::Client {
+            let permissions = if policy.issuer_mode && policy.pubsub_for_mtls {
+                permissions::pubsub()
+            } else if policy.issuer_mode {
+                return Err(Rejection::IssuerModeUnknown);
+            } else {
+                Permissions::Unrestricted
+            };
+            return Ok(Grant {
+                account: Account::Choria,
+                name: conn.user.to_string(),
+                permissions,
+            });
+        }
+        return Err(Rejection::NoToken);
+    }
+    match unverified_purpose(conn.token).as_str() {
+        "choria_client_id" => {
+            let (client, public_key) = verifier.client(conn.token).map_err(Rejection::Jwt)?;
+            verify_nonce(conn.nonce, conn.sig, &public_key).map_err(Rejection::Jwt)?;
+            Ok(Grant {
+                account: Account::Choria,
+                name: client.caller.clone(),
+                permissions: permissions::client_claims(&client, Account::Choria, policy.fips),
+            })
+        }
+        "choria_server" => {
+            let (server, public_key) = verifier.server(conn.token).map_err(Rejection::Jwt)?;
+            verify_nonce(conn.nonce, conn.sig, &public_key).map_err(Rejection::Jwt)?;
+            let permissions = if policy.deny_server_connections {
+                permissions::deny_all()
+            } else {
+                permissions::server_claims(&server, policy.fips)
+            };
+            Ok(Grant {
+                account: Account::Choria,
+                name: server.identity,
+                permissions,
+            })
+        }
+        "choria_provisioning" => provisioning_server(policy, verifier, conn),
+        other => Err(Rejection::UnknownPurpose(other.to_string())),
+    }
+}
+
+fn provisioning_server(
+    policy: &Policy,
+    verifier: &dyn TokenVerifier,
+    conn: &Connection<'_>,
+) -> Result<Grant, Rejection> {
+    if conn.tls == TlsState::Verified && conn.listener == Listener::Client {
+        return Err(Rejection::UnknownPurpose("choria_provisioning".into()));
+    }
+    if policy.provisioning_password.is_none() {
+        return Err(Rejection::Provisioning(
+            "provisioning account is not set".into(),
+        ));
+    }
+    verifier
+        .provisioning(conn.token)
+        .map_err(Rejection::Provisioning)?;
+    let identity = Some(conn.name).filter(|n| permissions::is_literal_subject_suffix(n));
+    let permissions = match identity {
+        Some(id) => permissions::provisioning_server(Some(id)),
+        // Without a usable connection name the node may only hear the broadcasts: it can be
+        // discovered but cannot watch other nodes' RPCs.
+        None => permissions::Permissions::Limited {
+            publish: match permissions::provisioning_server(None) {
+                Permissions::Limited { publish, .. } => publish,
+                Permissions::Unrestricted => permissions::SubjectRules::default(),
+            },
+            subscribe: permissions::SubjectRules {
+                allow: Some(
+                    permissions::PROVISIONING_BROADCASTS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                ),
+                deny: Vec::new(),
+            },
+        },
+    };
+    Ok(Grant {
+        account: Account::Provisioning,
+        name: conn.user.to_string(),
+        permissions,
+    })
+}
+
+/// The token purpose read without verification (spec §1.2): `purpose`, or
+/// `choria_provisioning` when it is empty and `sub` says so; `""` on any parse failure.
+pub fn unverified_purpose(token: &str) -> String {
+    let Some(payload) = token.split('.').nth(1) else {
+        return String::new();
+    };
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+        return String::new();
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return String::new();
+    };
+    let purpose = value.get("purpose").and_then(|p| p.as_str()).unwrap_or("");
+    if purpose.is_empty()
+        && value.get("sub").and_then(|s| s.as_str()) == Some("choria_provisioning")
+    {
+        return "choria_provisioning".into();
+    }
+    purpose.to_string()
+}
+
+/// Verifies the ed25519 signature of the connection nonce (spec §2.4), with its error texts.
+pub fn verify_nonce(nonce: &str, sig: &str, public_key_hex: &str) -> Result<(), String> {
+    if sig.is_empty() {
+        return Err("connection nonce was not signed".into());
+    }
+    if public_key_hex.is_empty() {
+        return Err("no public key found in the JWT to verify nonce signature".into());
+    }
+    if nonce.is_empty() {
+        return Err("server did not generate a nonce to verify".into());
+    }
+    let key = hex::decode(public_key_hex).map_err(|_| "invalid nonce signature".to_string())?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|e| format!("invalid url encoded signature: {e}"))?;
+    let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
+        format!(
+            "could not verify nonce signature: invalid public key length {}",
+            key.len()
+        )
+    })?;
+    let Ok(signature) = <[u8; 64]>::try_from(signature.as_slice()) else {
+        return Err("nonce signature did not verify using pub key in the jwt".into());
+    };
+    let Ok(verifying) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
+        return Err("nonce signature did not verify using pub key in the jwt".into());
+    };
+    verifying
+        .verify_strict(
+            nonce.as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&signature),
+        )
+        .map_err(|_| "nonce signature did not verify using pub key in the jwt".to_string())
+}
+
+fn constant_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NONCE_SIG: &str =
+        "JyrB4BDEPwNnBwB84dN9TFvzYAVNWPw3F2YXV2ui41dH48TGeYZS7Bs2_8qcIU-PNIkG6tp2GtZsjQJVzmNgBQ";
+
+    fn other_public() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/vectors/tokens/ed25519/other.public");
+        std::fs::read_to_string(path)
+            .expect("vector")
+            .trim()
+            .to_string()
+    }
+
+    #[test]
+    fn nonce_vector_verifies_and_failures_use_spec_texts() {
+        let key = other_public();
+        assert_eq!(verify_nonce("toomanysecrets", NONCE_SIG, &key), Ok(()));
+        assert_eq!(
+            verify_nonce("toomanysecretz", NONCE_SIG, &key),
+            Err("nonce signature did not verify using pub key in the jwt".into())
+        );
+        assert_eq!(
+            verify_nonce("n", "", &key),
+            Err("connection nonce was not signed".into())
+        );
+        assert_eq!(
+            verify_nonce("n", "x", ""),
+            Err("no public key found in the JWT to verify nonce signature".into())
+        );
+        assert_eq!(
+            verify_nonce("", "x", &key),
+            Err("server did not generate a nonce to verify".into())
+        );
+        assert!(verify_nonce("n", "x", &key)
+            .expect_err("bad b64")
+            .starts_with("invalid url encoded signature"));
+        assert_eq!(
+            verify_nonce("n", NONCE_SIG, &"ab".repeat(64)),
+            Err("could not verify nonce signature: invalid public key length 64".into())
+        );
+    }
+
+    #[test]
+    fn purpose_comes_from_purpose_or_sub() {
+        let enc = |v: &str| format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(v));
+        assert_eq!(
+            unverified_purpose(&enc(r#"{"purpose":"choria_server"}"#)),
+            "choria_server"
+        );
+        assert_eq!(
+            unverified_purpose(&enc(r#"{"sub":"choria_provisioning"}"#)),
+            "choria_provisioning"
+        );
+        assert_eq!(unverified_purpose(&enc(r#"{"purpose":7}"#)), "");
+        assert_eq!(unverified_purpose("garbage"), "");
+    }
+
+    use crate::verify::ChoriaVerifier;
+    use choria_tokens::{
+        sign_token, ClientIdClaims, ClientPermissions, Ed25519Seed, NewClient, NewProvisioning,
+        ProvisioningClaims, SigningKey,
+    };
+    use std::time::{Duration, SystemTime};
+
+    struct Fixture {
+        org: Ed25519Seed,
+        signer: Ed25519Seed,
+        verifier: ChoriaVerifier,
+        policy: Policy,
+    }
+
+    fn fixture() -> Fixture {
+        let org = Ed25519Seed::generate();
+        let signer = Ed25519Seed::generate();
+        let verifier = ChoriaVerifier::new(
+            Some(signer.public_key()),
+            Vec::new(),
+            Vec::new(),
+            vec![("choria".into(), org.public_key())],
+        );
+        let policy = Policy {
+            provisioning_password: Some("s3cret".into()),
+            system: Some(("system".into(), "sysS3cret".into())),
+            issuer_mode: true,
+            probe_password: "probe".into(),
+            ..Default::default()
+        };
+        Fixture {
+            org,
+            signer,
+            verifier,
+            policy,
+        }
+    }
+
+    fn provisioning_token(signer: &Ed25519Seed) -> String {
+        let claims = ProvisioningClaims::new(
+            NewProvisioning {
+                token: "t".into(),
+                urls: vec!["tls://127.0.0.1:4222".into()],
+                validity: Duration::from_secs(3600),
+                ..Default::default()
+            },
+            SystemTime::now(),
+        )
+        .expect("claims");
+        sign_token(&claims, &SigningKey::Ed25519(signer.clone())).expect("sign")
+    }
+
+    fn client_token(org: &Ed25519Seed, holder: &Ed25519Seed, perms: ClientPermissions) -> String {
+        let claims = ClientIdClaims::new(
+            NewClient {
+                callerid: "up=test".into(),
+                public_key: Some(holder.public_key_bytes()),
+                permissions: Some(perms),
+                ..Default::default()
+            },
+            SystemTime::now(),
+        )
+        .expect("claims");
+        sign_token(&claims, &SigningKey::Ed25519(org.clone())).expect("sign")
+    }
+
+    fn conn<'a>(token: &'a str, tls: TlsState) -> Connection<'a> {
+        Connection {
+            remote: "192.0.2.1",
+            listener: Listener::Client,
+            tls,
+            nonce: "",
+            user: "",
+            pass: "",
+            token,
+            sig: "",
+            name: "n1.example.net",
+        }
+    }
+
+    #[test]
+    fn provisioning_token_places_in_provisioning_only_over_unverified_tls() {
+        let f = fixture();
+        let token = provisioning_token(&f.signer);
+        let grant =
+            decide(&f.policy, &f.verifier, &conn(&token, TlsState::Unverified)).expect("grant");
+        assert_eq!(grant.account, Account::Provisioning);
+        assert_eq!(
+            grant.permissions,
+            permissions::provisioning_server(Some("n1.example.net"))
+        );
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &conn(&token, TlsState::Verified)).err(),
+            Some(Rejection::UnknownPurpose("choria_provisioning".into()))
+        );
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &conn(&token, TlsState::None)).err(),
+            Some(Rejection::TlsRequired)
+        );
+        let mut no_account = f.policy.clone();
+        no_account.provisioning_password = None;
+        assert!(matches!(
+            decide(
+                &no_account,
+                &f.verifier,
+                &conn(&token, TlsState::Unverified)
+            ),
+            Err(Rejection::Provisioning(_))
+        ));
+        let rogue = provisioning_token(&Ed25519Seed::generate());
+        assert!(matches!(
+            decide(&f.policy, &f.verifier, &conn(&rogue, TlsState::Unverified)),
+            Err(Rejection::Provisioning(_))
+        ));
+    }
+
+    #[test]
+    fn unusable_connection_names_get_only_the_broadcasts() {
+        let f = fixture();
+        let token = provisioning_token(&f.signer);
+        let mut c = conn(&token, TlsState::Unverified);
+        c.name = "provisioning.>";
+        let grant = decide(&f.policy, &f.verifier, &c).expect("grant");
+        let Permissions::Limited { subscribe, .. } = grant.permissions else {
+            panic!("limited expected");
+        };
+        assert_eq!(subscribe.allow.map(|a| a.len()), Some(4));
+    }
+
+    #[test]
+    fn shape_checks_come_first() {
+        let f = fixture();
+        let big = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &conn(&big, TlsState::Unverified)).err(),
+            Some(Rejection::TokenTooLarge(MAX_TOKEN_BYTES + 1))
+        );
+        let mut leaf = conn("", TlsState::Verified);
+        leaf.listener = Listener::Other;
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &leaf).err(),
+            Some(Rejection::UnsupportedConnection)
+        );
+        let mut mtls = f.policy.clone();
+        mtls.tls_mode = TlsMode::Mtls;
+        assert_eq!(
+            decide(&mtls, &f.verifier, &conn("", TlsState::Unverified)).err(),
+            Some(Rejection::CertificateRequired)
+        );
+        let mut probe = conn("", TlsState::Unverified);
+        probe.user = PROBE_USER;
+        probe.pass = "wrong";
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &probe).err(),
+            Some(Rejection::Probe)
+        );
+        probe.pass = "probe";
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &probe).map(|g| g.permissions),
+            Ok(permissions::deny_all())
+        );
+    }
+
+    #[test]
+    fn provisioner_and_system_rules() {
+        let f = fixture();
+        let holder = Ed25519Seed::generate();
+        let token = client_token(
+            &f.org,
+            &holder,
+            ClientPermissions {
+                provisioner: true,
+                system_user: true,
+                ..Default::default()
+            },
+        );
+        let sig = choria_tokens::sign_nonce(&holder, b"nonce123");
+        let mut c = conn(&token, TlsState::Unverified);
+        c.user = "provisioner";
+        c.pass = "s3cret";
+        c.nonce = "nonce123";
+        c.sig = &sig;
+        let grant = decide(&f.policy, &f.verifier, &c).expect("provisioner");
+        assert_eq!(
+            (grant.account, grant.permissions),
+            (Account::Provisioning, Permissions::Unrestricted)
+        );
+        c.nonce = "other-nonce";
+        assert!(matches!(
+            decide(&f.policy, &f.verifier, &c),
+            Err(Rejection::Provisioner(_))
+        ));
+        c.nonce = "nonce123";
+        c.pass = "wrong";
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &c).err(),
+            Some(Rejection::Provisioner(
+                "invalid provisioner password supplied".into()
+            ))
+        );
+        // system user over unverified TLS with a system_user JWT
+        c.user = "system";
+        c.pass = "sysS3cret";
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &c).map(|g| g.account),
+            Ok(Account::System)
+        );
+        // system user over verified TLS: password only
+        let mut verified = conn("", TlsState::Verified);
+        verified.user = "system";
+        verified.pass = "sysS3cret";
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &verified).map(|g| g.account),
+            Ok(Account::System)
+        );
+        verified.pass = "nope";
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &verified).err(),
+            Some(Rejection::System("invalid system credentials".into()))
+        );
+    }
+
+    #[test]
+    fn issuer_mode_rejects_bare_mtls_and_unknown_purposes() {
+        let f = fixture();
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &conn("", TlsState::Verified)).err(),
+            Some(Rejection::IssuerModeUnknown)
+        );
+        assert_eq!(
+            decide(&f.policy, &f.verifier, &conn("", TlsState::Unverified)).err(),
+            Some(Rejection::NoToken)
+        );
+        assert!(matches!(
+            decide(
+                &f.policy,
+                &f.verifier,
+                &conn("garbage", TlsState::Unverified)
+            ),
+            Err(Rejection::UnknownPurpose(_))
+        ));
+    }
+
+    #[test]
+    fn constant_eq_compares_whole_strings() {
+        assert!(constant_eq("s3cret", "s3cret"));
+        assert!(!constant_eq("s3cret", "s3cre"));
+        assert!(!constant_eq("", "x"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Prometheus metrics of the broker (authorization decisions, callout latency, nats-server
+//! health) and the small axum server that exposes them at `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// Labels of an authorization decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `accepted`, or the rejection label.
+    pub outcome: String,
+    /// Target account, empty on rejection.
+    pub account: String,
+}
+
+/// The broker's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `choria_broker_authorizations`: decisions by outcome and account.
+    pub decisions: Family<DecisionLabels, Counter>,
+    /// `choria_broker_auth_callout_seconds`: time from request received to response sent.
+    pub latency: Histogram,
+    /// `choria_broker_auth_undecodable_requests`: requests that were not valid callout JWTs.
+    pub undecodable: Counter,
+    /// `choria_broker_nats_server_up`: 1 while nats-server runs.
+    pub up: Gauge,
+    /// `choria_broker_nats_server_restarts`: restarts after unexpected exits.
+    pub restarts: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("choria_broker");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let undecodable = Counter::default();
+        let up = Gauge::default();
+        let restarts = Counter::default();
+        registry.register(
+            "authorizations",
+            "Authorization decisions by outcome and account",
+            decisions.clone(),
+        );
+        registry.register(
+            "auth_callout_seconds",
+            "Time to decide and answer one authorization request",
+            latency.clone(),
+        );
+        registry.register(
+            "auth_undecodable_requests",
+            "Authorization requests that could not be decoded",
+            undecodable.clone(),
+        );
+        registry.register(
+            "nats_server_up",
+            "1 while nats-server is running",
+            up.clone(),
+        );
+        registry.register(
+            "nats_server_restarts",
+            "nats-server restarts after unexpected exits",
+            restarts.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            decisions,
+            latency,
+            undecodable,
+            up,
+            restarts,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` on `listener` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+/// Binds the metrics listener (fails fast at start-up when the port is taken).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

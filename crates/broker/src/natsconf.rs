@@ -1,0 +1,227 @@
+//! Generates the nats-server configuration for a Choria broker: accounts, the auth callout,
+//! imports/exports of spec §1.3, TLS, JetStream, cluster routes and the enrolment listener.
+
+use std::fmt::Write as _;
+
+use crate::decision::TlsMode;
+use crate::settings::BrokerSettings;
+
+/// The account the authorization service lives in.
+pub const AUTH_ACCOUNT: &str = "AUTH";
+
+/// NATS CONNECT lines may carry Choria JWTs of a few KiB; nats-server's 4 KiB default is too
+/// small for chain-issued tokens, and anything larger than this is refused by nats-server.
+pub const MAX_CONTROL_LINE: usize = 32 * 1024;
+
+/// Credentials that only the broker process knows (written to the 0600 config file).
+pub struct Internal<'a> {
+    /// Public nkey (`U...`) of the authorization service's user in [`AUTH_ACCOUNT`].
+    pub service_user: &'a str,
+    /// Public nkey (`A...`) that signs authorization responses.
+    pub issuer: &'a str,
+    /// User in `choria` that manages streams (bypasses the callout).
+    pub manager_user: &'a str,
+    /// Its password.
+    pub manager_password: &'a str,
+}
+
+/// Renders the nats-server configuration text.
+pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
+    let mut out = String::new();
+    let q = quote;
+    let _ = writeln!(out, "server_name: {}", q(&settings.identity));
+    let _ = writeln!(
+        out,
+        "listen: {}",
+        q(&host_port(&settings.listen_address, settings.client_port))
+    );
+    let _ = writeln!(out, "max_control_line: {MAX_CONTROL_LINE}");
+    let _ = writeln!(out, "max_connections: 50000");
+    let _ = writeln!(
+        out,
+        "write_deadline: {}",
+        q(&format!("{}ms", settings.write_deadline.as_millis()))
+    );
+    let _ = writeln!(out, "tls {{");
+    let _ = writeln!(
+        out,
+        "  cert_file: {}",
+        q(&settings.tls.certificate.display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "  key_file: {}",
+        q(&settings.tls.key.display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "  ca_file: {}",
+        q(&settings.tls.ca.display().to_string())
+    );
+    let _ = writeln!(out, "  timeout: {}", secs(settings.tls_timeout));
+    if settings.tls_mode == TlsMode::Mtls {
+        let _ = writeln!(out, "  verify: true");
+    }
+    let _ = writeln!(out, "}}");
+    let provisioning = settings.provisioning_password.is_some();
+
+    let _ = writeln!(out, "system_account: system");
+    let _ = writeln!(out, "accounts {{");
+    let _ = writeln!(
+        out,
+        "  {AUTH_ACCOUNT} {{ users: [ {{ nkey: {} }} ] }}",
+        q(internal.service_user)
+    );
+    let _ = writeln!(out, "  choria {{");
+    if settings.streams.is_some() {
+        let _ = writeln!(out, "    jetstream: enabled");
+    }
+    let _ = writeln!(
+        out,
+        "    users: [ {{ user: {}, password: {} }} ]",
+        q(internal.manager_user),
+        q(internal.manager_password)
+    );
+    if !settings.mappings.is_empty() {
+        let _ = writeln!(out, "    mappings: {{");
+        for (source, destination) in &settings.mappings {
+            let _ = writeln!(out, "      {}: {}", q(source), q(destination));
+        }
+        let _ = writeln!(out, "    }}");
+    }
+    if provisioning {
+        let _ = writeln!(out, "    exports: [");
+        let _ = writeln!(out, "      {{ service: \"$JS.API.STREAM.INFO.KV_CHORIA_LEADER_ELECTION\", accounts: [provisioning], response_type: singleton }}");
+        let _ = writeln!(out, "      {{ service: \"$KV.CHORIA_LEADER_ELECTION.provisioner\", accounts: [provisioning], response_type: singleton }}");
+        let _ = writeln!(out, "    ]");
+        let _ = writeln!(out, "    imports: [");
+        let _ = writeln!(
+            out,
+            "      {{ stream: {{ account: provisioning, subject: \"choria.lifecycle.>\" }} }}"
+        );
+        let _ = writeln!(out, "    ]");
+    }
+    let _ = writeln!(out, "  }}");
+    if provisioning {
+        let _ = writeln!(out, "  provisioning {{");
+        let _ = writeln!(
+            out,
+            "    exports: [ {{ stream: \"choria.lifecycle.>\", accounts: [choria] }} ]"
+        );
+        let _ = writeln!(out, "    imports: [");
+        let _ = writeln!(out, "      {{ service: {{ account: choria, subject: \"$JS.API.STREAM.INFO.KV_CHORIA_LEADER_ELECTION\" }}, to: \"choria.streams.STREAM.INFO.KV_CHORIA_LEADER_ELECTION\" }}");
+        let _ = writeln!(out, "      {{ service: {{ account: choria, subject: \"$KV.CHORIA_LEADER_ELECTION.provisioner\" }} }}");
+        let _ = writeln!(out, "      {{ service: {{ account: choria, subject: \"$KV.CHORIA_LEADER_ELECTION.provisioner\" }}, to: \"choria.streams.$KV.CHORIA_LEADER_ELECTION.provisioner\" }}");
+        let _ = writeln!(out, "    ]");
+        let _ = writeln!(out, "  }}");
+    }
+    let _ = writeln!(out, "  system {{ }}");
+    let _ = writeln!(out, "}}");
+
+    let _ = writeln!(out, "authorization {{");
+    let _ = writeln!(out, "  timeout: {}", secs(settings.auth_timeout));
+    let _ = writeln!(out, "  auth_callout {{");
+    let _ = writeln!(out, "    issuer: {}", q(internal.issuer));
+    let _ = writeln!(out, "    account: {AUTH_ACCOUNT}");
+    let _ = writeln!(
+        out,
+        "    auth_users: [ {}, {} ]",
+        q(internal.service_user),
+        q(internal.manager_user)
+    );
+    let _ = writeln!(out, "  }}");
+    let _ = writeln!(out, "}}");
+
+    if let Some(streams) = &settings.streams {
+        let _ = writeln!(
+            out,
+            "jetstream {{ store_dir: {} }}",
+            q(&streams.store.display().to_string())
+        );
+    }
+    if let Some(cluster) = &settings.cluster {
+        let _ = writeln!(out, "cluster {{");
+        let _ = writeln!(out, "  name: {}", q(&settings.cluster_name));
+        let _ = writeln!(
+            out,
+            "  listen: {}",
+            q(&host_port(&settings.listen_address, cluster.port))
+        );
+        let _ = writeln!(out, "  no_advertise: true");
+        let _ = writeln!(out, "  pool_size: -1");
+        if !cluster.user.is_empty() {
+            let _ = writeln!(
+                out,
+                "  authorization {{ user: {}, password: {} }}",
+                q(&cluster.user),
+                q(&cluster.password)
+            );
+        }
+        let routes: Vec<String> = cluster
+            .peers
+            .iter()
+            .map(|peer| {
+                let url = if peer.contains("://") {
+                    peer.clone()
+                } else {
+                    format!("nats://{peer}")
+                };
+                q(&url)
+            })
+            .collect();
+        let _ = writeln!(out, "  routes: [ {} ]", routes.join(", "));
+        let _ = writeln!(out, "}}");
+    }
+    if let Some(port) = settings.enrolment_port {
+        let _ = writeln!(out, "websocket {{");
+        let _ = writeln!(
+            out,
+            "  listen: {}",
+            q(&host_port(&settings.listen_address, port))
+        );
+        let _ = writeln!(out, "  compression: true");
+        let _ = writeln!(out, "  handshake_timeout: \"2s\"");
+        let _ = writeln!(
+            out,
+            "  tls {{ cert_file: {}, key_file: {} }}",
+            q(&settings.tls.certificate.display().to_string()),
+            q(&settings.tls.key.display().to_string())
+        );
+        let _ = writeln!(out, "}}");
+    }
+    out
+}
+
+/// `host:port`, bracketing IPv6 literals.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// A double-quoted nats-server config string (JSON escaping is accepted by its parser).
+fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(host_port("::", 4222), "[::]:4222");
+        assert_eq!(host_port("127.0.0.1", 4222), "127.0.0.1:4222");
+    }
+
+    #[test]
+    fn quoting_escapes() {
+        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+    }
+}

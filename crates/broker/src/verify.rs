@@ -1,0 +1,330 @@
+//! Token verification for the broker (spec §2.3): trusted signers or organisation issuers,
+//! loaded once at start-up, applied by the authorization decision through [`TokenVerifier`].
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use choria_tokens::{
+    parse_client_token, parse_provisioning_token, parse_server_token, parse_token_unverified,
+    read_public_key_file, token_algorithm, ClientIdClaims, PublicKey, ServerClaims, TokenError,
+};
+
+use crate::decision::{ProvisioningFacts, TokenVerifier};
+use crate::permissions::{ClientFlags, ClientGrant, ServerFlags, ServerGrant};
+use crate::settings::{BrokerSettings, SettingsError};
+
+/// The trust anchors of one broker.
+#[derive(Debug, Clone, Default)]
+pub struct ChoriaVerifier {
+    provisioning_signer: Option<PublicKey>,
+    server_signers: Vec<PublicKey>,
+    client_signers: Vec<PublicKey>,
+    issuers: Vec<(String, PublicKey)>,
+}
+
+impl ChoriaVerifier {
+    /// A verifier from keys already loaded (tests and embedders).
+    pub fn new(
+        provisioning_signer: Option<PublicKey>,
+        server_signers: Vec<PublicKey>,
+        client_signers: Vec<PublicKey>,
+        issuers: Vec<(String, PublicKey)>,
+    ) -> ChoriaVerifier {
+        ChoriaVerifier {
+            provisioning_signer,
+            server_signers,
+            client_signers,
+            issuers,
+        }
+    }
+
+    /// Loads the keys named by the settings; a key that cannot be read is a configuration
+    /// error naming its key, except signer lists, where upstream skips unusable entries.
+    pub fn from_settings(settings: &BrokerSettings) -> Result<ChoriaVerifier, SettingsError> {
+        let provisioning_signer = match &settings.provisioning_signer {
+            None => None,
+            Some(path) => Some(
+                read_public_key_file(path).map_err(|e| SettingsError::Invalid {
+                    key: "plugin.choria.network.provisioning.signer_cert".into(),
+                    reason: e.to_string(),
+                })?,
+            ),
+        };
+        let mut issuers = Vec::new();
+        for (name, hex) in &settings.issuers {
+            let key = PublicKey::ed25519_from_hex(hex).map_err(|e| SettingsError::Invalid {
+                key: format!("plugin.security.issuer.{name}.public"),
+                reason: e.to_string(),
+            })?;
+            issuers.push((name.clone(), key));
+        }
+        Ok(ChoriaVerifier {
+            provisioning_signer,
+            server_signers: load_signers(
+                "plugin.choria.network.server_signer_cert",
+                &settings.server_signers,
+            ),
+            client_signers: load_signers(
+                "plugin.choria.network.client_signer_cert",
+                &settings.client_signers,
+            ),
+            issuers,
+        })
+    }
+
+    fn issuer_for(&self, token: &str) -> Result<(&str, &PublicKey), String> {
+        let claims = parse_token_unverified(token).map_err(|e| e.to_string())?;
+        let ou = match claims.get("ou") {
+            None => "choria",
+            Some(serde_json::Value::String(ou)) if !ou.is_empty() => ou.as_str(),
+            Some(serde_json::Value::String(_)) => "choria",
+            Some(_) => return Err("invalid ou in token".into()),
+        };
+        self.issuers
+            .iter()
+            .find(|(name, _)| name == ou)
+            .map(|(name, key)| (name.as_str(), key))
+            .ok_or_else(|| format!("no issuer found for ou {ou}"))
+    }
+
+    fn with_signers<T>(
+        &self,
+        noun: &str,
+        signers: &[PublicKey],
+        token: &str,
+        parse: impl Fn(&PublicKey) -> Result<T, TokenError>,
+    ) -> Result<T, String> {
+        if token.is_empty() {
+            return Err("no JWT received".into());
+        }
+        if !self.issuers.is_empty() {
+            let (ou, key) = self.issuer_for(token)?;
+            return parse(key).map_err(|e| {
+                format!("failed to parse {noun} token issued by the {ou} chain: {e}")
+            });
+        }
+        match signers {
+            [] => Err(format!(
+                "no {noun} JWT signer or Organization Issuer set, denying all {noun}s"
+            )),
+            [one] => parse(one).map_err(|e| format!("could not parse {noun} token: {e}")),
+            many => {
+                for key in many {
+                    match parse(key) {
+                        Ok(claims) => return Ok(claims),
+                        Err(e @ (TokenError::Expired { .. } | TokenError::WrongPurpose { .. })) => {
+                            return Err(format!("could not parse {noun} token: {e}"))
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                Err(format!(
+                    "could not parse {noun} token with any of {} signer identities",
+                    many.len()
+                ))
+            }
+        }
+    }
+}
+
+impl TokenVerifier for ChoriaVerifier {
+    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, String> {
+        let now = SystemTime::now();
+        let alg = token_algorithm(token)
+            .map_err(|e| format!("could not determine token algorithm: {e}"))?;
+        // Upstream uses only the issuer for EdDSA tokens in issuer mode. We also accept the
+        // configured provisioning signer, so a site can keep a separate, low-value key for
+        // provisioning tokens while its organisation issuer signs fleet credentials. The
+        // signer is tried first: in a provisioning storm that saves a failed verification.
+        let issuer_allowed = alg == "EdDSA" && !self.issuers.is_empty();
+        let signer_error = match &self.provisioning_signer {
+            Some(key) => match parse_provisioning_token(token, key, now) {
+                Ok(claims) => {
+                    return Ok(ProvisioningFacts {
+                        ou: claims.ou,
+                        via: "signer".into(),
+                    })
+                }
+                Err(e) => Some(format!("could not parse provisioner token: {e}")),
+            },
+            None => None,
+        };
+        if !issuer_allowed {
+            return Err(signer_error.unwrap_or_else(|| "provisioning is not enabled".into()));
+        }
+        let (ou, key) = self.issuer_for(token).map_err(|e| match &signer_error {
+            Some(first) => format!("{first}; issuer: {e}"),
+            None => e,
+        })?;
+        let claims =
+            parse_provisioning_token(token, key, now).map_err(|e| match &signer_error {
+                Some(first) => format!("{first}; with issuer '{ou}': {e}"),
+                None => format!("could not parse provisioner token: {e}"),
+            })?;
+        Ok(ProvisioningFacts {
+            ou: claims.ou,
+            via: format!("issuer '{ou}'"),
+        })
+    }
+
+    fn server(&self, token: &str) -> Result<(ServerGrant, String), String> {
+        let now = SystemTime::now();
+        let claims = self.with_signers("server", &self.server_signers, token, |key| {
+            parse_server_token(token, key, now)
+        })?;
+        server_grant(claims)
+    }
+
+    fn client(&self, token: &str) -> Result<(ClientGrant, String), String> {
+        let now = SystemTime::now();
+        let claims = self.with_signers("client", &self.client_signers, token, |key| {
+            parse_client_token(token, key, now)
+        })?;
+        client_grant(claims)
+    }
+}
+
+fn server_grant(claims: ServerClaims) -> Result<(ServerGrant, String), String> {
+    if claims.identity.is_empty() {
+        return Err("identity not in claims".into());
+    }
+    if claims.standard.public_key.is_empty() {
+        return Err("no public key in claims".into());
+    }
+    let grant = ServerGrant {
+        identity: claims.identity,
+        collectives: claims.collectives,
+        ou: if claims.ou.is_empty() {
+            "choria".into()
+        } else {
+            claims.ou
+        },
+        pub_subjects: claims.pub_subjects,
+        permissions: claims.permissions.map(|p| ServerFlags {
+            submission: p.submission,
+            streams: p.streams,
+            governor: p.governor,
+            service_host: p.service_host,
+        }),
+    };
+    Ok((grant, claims.standard.public_key))
+}
+
+fn client_grant(claims: ClientIdClaims) -> Result<(ClientGrant, String), String> {
+    if claims.callerid.is_empty() {
+        return Err("no callerid in claims".into());
+    }
+    if claims.standard.public_key.is_empty() {
+        return Err("no public key in claims".into());
+    }
+    let grant = ClientGrant {
+        caller: claims.callerid,
+        ou: if claims.ou.is_empty() {
+            "choria".into()
+        } else {
+            claims.ou
+        },
+        pub_subjects: claims.pub_subjects,
+        sub_subjects: claims.sub_subjects,
+        permissions: claims.permissions.map(|p| ClientFlags {
+            streams_admin: p.streams_admin,
+            streams_user: p.streams_user,
+            events_viewer: p.events_viewer,
+            election_user: p.election_user,
+            system_user: p.system_user,
+            governor: p.governor,
+            org_admin: p.org_admin,
+            fleet_management: p.fleet_management,
+            signed_fleet_management: p.signed_fleet_management,
+            provisioner: p.provisioner,
+        }),
+    };
+    Ok((grant, claims.standard.public_key))
+}
+
+fn load_signers(key: &str, entries: &[String]) -> Vec<PublicKey> {
+    let mut keys = Vec::new();
+    for entry in entries {
+        let loaded = if choria_tokens::is_encoded_ed25519_key(entry.as_bytes()) {
+            PublicKey::ed25519_from_hex(entry)
+        } else {
+            read_public_key_file(Path::new(entry))
+        };
+        match loaded {
+            Ok(k) => keys.push(k),
+            Err(e) => tracing::error!(key, entry = %entry, error = %e, "skipping unusable signer"),
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    }
+
+    fn read(rel: &str) -> String {
+        std::fs::read_to_string(vectors().join(rel))
+            .expect("vector")
+            .trim()
+            .to_string()
+    }
+
+    fn verifier_with(signer: &str) -> ChoriaVerifier {
+        ChoriaVerifier {
+            provisioning_signer: Some(read_public_key_file(vectors().join(signer)).expect("key")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn broker_vectors_verify_with_the_certificate() {
+        let v = verifier_with("broker/rip.mcollective.cert.pem");
+        let facts = v
+            .provisioning(&read("broker/secure.jwt"))
+            .expect("secure.jwt verifies");
+        assert_eq!(facts.ou, "choria");
+        let err = v
+            .provisioning(&read("broker/invalid.jwt"))
+            .expect_err("invalid");
+        assert!(err.contains("crypto/rsa: verification error"), "{err}");
+    }
+
+    #[test]
+    fn server_vector_verifies_with_signer_and_chain() {
+        let signer = read("tokens/ed25519/signer.public");
+        let v = ChoriaVerifier {
+            server_signers: vec![PublicKey::ed25519_from_hex(&signer).expect("key")],
+            ..Default::default()
+        };
+        let (grant, pk) = v.server(&read("tokens/derived/server.jwt")).expect("valid");
+        assert_eq!(grant.identity, "ginkgo.example.net");
+        assert_eq!(pk, read("tokens/ed25519/other.public"));
+        assert!(v.client(&read("tokens/derived/server.jwt")).is_err());
+        let issuers = ChoriaVerifier {
+            issuers: vec![(
+                "choria".into(),
+                PublicKey::ed25519_from_hex(&signer).expect("key"),
+            )],
+            ..Default::default()
+        };
+        let (chained, _) = issuers
+            .server(&read("tokens/derived/chained-server.jwt"))
+            .expect("chain verifies");
+        assert_eq!(chained.identity, "chained.example.net");
+    }
+
+    #[test]
+    fn garbage_and_huge_tokens_are_reasons_not_panics() {
+        let v = verifier_with("tokens/ed25519/signer.public");
+        for token in ["", "x", "a.b.c", &"A".repeat(1 << 20), "e30.e30.e30"] {
+            assert!(v.provisioning(token).is_err());
+            assert!(v.server(token).is_err());
+            assert!(v.client(token).is_err());
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The [`Codec`] over `choria-protocol`: decodes requests, applies the node's trust
+//! policy (who may sign), and encodes replies and lifecycle events.
+//!
+//! Normal mode accepts v2 requests whose caller JWT is a client token verified by a
+//! configured organisation issuer, carries `fleet_management`, names the request's caller,
+//! and whose ed25519 signature verifies with the token's key. Unsigned requests are refused.
+
+use std::time::{Duration, SystemTime};
+
+use choria_protocol::lifecycle::{EventType, LifecycleEvent};
+use choria_protocol::message::{self, ReplyMeta, ReplySigner, RequestSigner, Routing};
+use choria_protocol::registration::FileContent;
+use choria_protocol::subjects;
+use choria_protocol::Version;
+
+use crate::wire::{Codec, FactFilter, Filter, Incoming, Lifecycle, ReplyKey, Trust, Verification};
+
+/// The production codec.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProtocolCodec;
+
+impl Codec for ProtocolCodec {
+    fn decode_request(
+        &self,
+        bytes: &[u8],
+        verification: &Verification,
+    ) -> Result<Incoming, String> {
+        let decoded =
+            message::decode_request(bytes).map_err(|e| format!("malformed request: {e}"))?;
+        let now = SystemTime::now();
+        decoded
+            .meta
+            .check_age(now)
+            .map_err(|e| format!("request {} refused: {e}", decoded.meta.id))?;
+        if let Verification::Required(trust) = verification {
+            verify(&decoded, trust, now)?;
+        }
+        let filter = &decoded.meta.filter;
+        Ok(Incoming {
+            request_id: decoded.meta.id.clone(),
+            sender: decoded.meta.sender.clone(),
+            caller: decoded.meta.caller.clone(),
+            agent: decoded.meta.agent.clone(),
+            collective: decoded.meta.collective.clone(),
+            reply_to: Some(decoded.routing.reply_to.clone()).filter(|r| !r.is_empty()),
+            payload: decoded.payload.clone(),
+            filter: Filter {
+                identity: filter.identity.clone(),
+                agent: filter.agent.clone(),
+                fact: filter
+                    .fact
+                    .iter()
+                    .map(|f| FactFilter {
+                        fact: f.fact.clone(),
+                        operator: f.operator.clone(),
+                        value: f.value.clone(),
+                    })
+                    .collect(),
+                cf_class: filter.cf_class.clone(),
+            },
+            version: decoded.version,
+            meta: decoded.meta,
+        })
+    }
+
+    fn encode_reply(
+        &self,
+        request: &Incoming,
+        identity: &str,
+        payload: &[u8],
+        signer: Option<&ReplyKey>,
+    ) -> Result<Vec<u8>, String> {
+        let meta = ReplyMeta::for_request(&request.meta, identity, SystemTime::now());
+        // v1 replies are never signed; v2 replies are when the node has a key.
+        let signer = match (request.version, signer) {
+            (Version::V2, Some(reply_key)) => ReplySigner::Ed25519 {
+                key: &reply_key.key,
+                sender_jwt: &reply_key.jwt,
+            },
+            _ => ReplySigner::None,
+        };
+        let routing = Routing {
+            reply_to: String::new(),
+            sender: identity.to_string(),
+            hops: Vec::new(),
+        };
+        message::encode_reply(request.version, &meta, payload, &signer, &routing)
+            .map_err(|e| format!("could not encode reply to {}: {e}", request.request_id))
+    }
+
+    fn registration(
+        &self,
+        identity: &str,
+        file: &str,
+        mtime: i64,
+        updated: bool,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let payload = FileContent::new(file, mtime, updated, bytes, true)
+            .and_then(|content| content.encode())
+            .map_err(|e| format!("could not encode registration data from {file}: {e}"))?;
+        let meta = message::RequestMeta::new(
+            identity,
+            &format!("choria={identity}"),
+            subjects::PROVISIONING_COLLECTIVE,
+            "registration",
+            Duration::from_secs(60),
+            SystemTime::now(),
+        );
+        let routing = Routing {
+            reply_to: subjects::DEV_NULL.to_string(),
+            sender: identity.to_string(),
+            hops: Vec::new(),
+        };
+        message::encode_request(
+            Version::V1,
+            &meta,
+            &payload,
+            &RequestSigner::Insecure,
+            &routing,
+        )
+        .map_err(|e| format!("could not encode registration request: {e}"))
+    }
+
+    fn lifecycle(
+        &self,
+        event: Lifecycle,
+        identity: &str,
+        component: &str,
+        version: &str,
+    ) -> Result<(String, Vec<u8>), String> {
+        let kind = match event {
+            Lifecycle::Startup => EventType::Startup,
+            Lifecycle::Alive => EventType::Alive,
+            Lifecycle::Provisioned => EventType::Provisioned,
+            Lifecycle::Shutdown => EventType::Shutdown,
+        };
+        let event =
+            LifecycleEvent::new(kind, identity, component, Some(version), SystemTime::now());
+        let subject = event.subject().map_err(|e| e.to_string())?;
+        let body = event.to_cloudevent_json().map_err(|e| e.to_string())?;
+        Ok((subject, body))
+    }
+}
+
+fn verify(decoded: &message::DecodedRequest, trust: &Trust, now: SystemTime) -> Result<(), String> {
+    let id = &decoded.meta.id;
+    if decoded.security.is_insecure() {
+        return Err(format!(
+            "request {id} from {} is not signed, refusing it",
+            decoded.meta.caller
+        ));
+    }
+    match decoded.version {
+        Version::V1 => Err(format!(
+            "request {id}: protocol v1 (x509) requests are not accepted by this node; use protocol v2"
+        )),
+        Version::V2 => {
+            if decoded.security.signer_jwt().is_some() {
+                return Err(format!("request {id}: delegated signers are not accepted"));
+            }
+            let jwt = decoded
+                .security
+                .caller_jwt()
+                .ok_or_else(|| format!("request {id} carries no caller JWT"))?;
+            let mut last = String::from("no organisation issuer is configured (plugin.security.issuer.names)");
+            for issuer in &trust.org_issuers {
+                let key = match choria_tokens::PublicKey::ed25519_from_hex(issuer) {
+                    Ok(key) => key,
+                    Err(e) => {
+                        last = format!("issuer key {issuer:?}: {e}");
+                        continue;
+                    }
+                };
+                match choria_tokens::parse_client_token(jwt, &key, now) {
+                    Ok(claims) => {
+                        let perms = claims.permissions.unwrap_or_default();
+                        if !perms.fleet_management || perms.signed_fleet_management {
+                            return Err(format!("request {id}: caller {} may not manage the fleet", claims.callerid));
+                        }
+                        if claims.callerid != decoded.meta.caller {
+                            return Err(format!(
+                                "request {id}: caller {} does not match the JWT caller {}",
+                                decoded.meta.caller, claims.callerid
+                            ));
+                        }
+                        let public = claims
+                            .standard
+                            .public_key_bytes()
+                            .ok_or_else(|| format!("request {id}: caller JWT has no public key"))?;
+                        return decoded
+                            .security
+                            .verify_ed25519(&public)
+                            .map_err(|e| format!("request {id}: {e}"));
+                    }
+                    Err(e) => last = format!("caller JWT: {e}"),
+                }
+            }
+            Err(format!("request {id} refused: {last}"))
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Choria node agent: decides between provisioning and normal mode, hosts the
+//! `choria_provision`, `rpcutil` and `discovery` agents, and runs many nodes per process.
+//!
+//! # Layout
+//! * [`node`]: the runtime ([`node::Node`], [`node::NodeOptions`], [`node::Phase`]); one
+//!   task and one NATS connection per node, many nodes per process.
+//! * [`startup`]: the provisioning decision of spec §4.2; [`settings`]: build defaults plus
+//!   the provisioning JWT; [`resolve`]: broker URLs from the token or SRV records.
+//! * [`connection`]: anonymous TLS + `auth_token` while provisioning, verified TLS + server
+//!   JWT + nonce signature (or mTLS) once provisioned.
+//! * [`wire`] and [`codec`]: requests, filters and the trust policy over `choria-protocol`.
+//! * [`agents`]: `choria_provision`, `rpcutil`, `discovery` logic, free of network I/O.
+//! * [`keytransfer`], [`lock`], [`csr`], [`conf`]: pieces the provisioning agent uses.
+//! * [`buildinfo`]: the `choria buildinfo` Server Settings section.
+//!
+//! # Example
+//! ```no_run
+//! use choria_server::node::{CancellationToken, Node, NodeOptions, RestartPolicy};
+//!
+//! # async fn demo() -> Result<(), choria_server::node::NodeError> {
+//! let node = Node::new(NodeOptions {
+//!     config_file: "/var/lib/sim/n1/server.conf".into(),
+//!     provisioning_jwt: Some("/var/lib/sim/provisioning.jwt".into()),
+//!     identity: Some("n1.example.net".into()),
+//!     restart: RestartPolicy::InPlace,
+//!     codec: choria_server::wire::default_codec(),
+//! });
+//! let mut phase = node.phase();
+//! let cancel = CancellationToken::new();
+//! tokio::spawn(async move { let _ = phase.changed().await; });
+//! node.run(cancel).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod agents;
+pub mod buildinfo;
+pub mod codec;
+pub mod conf;
+pub mod connection;
+pub mod csr;
+pub mod keytransfer;
+pub mod lock;
+pub mod node;
+pub mod resolve;
+pub mod settings;
+pub mod startup;
+pub mod wire;

@@ -1,0 +1,414 @@
+//! Deciding at start-up whether a node provisions (spec §4.2): load the configuration if
+//! any, apply the provisioning JWT, check the server token and seed, and pick the mode.
+//!
+//! Deviation from upstream (spec §4.2 quirk): when the on-disk configuration is replaced
+//! because it is missing or its token/seed are unusable, the node always enters
+//! provisioning mode instead of falling back to built-in defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use choria_config::Config;
+
+use crate::settings::{
+    ProvisionSettings, TokenOverrides, DEFAULT_PROVISION_JWT_FILE, MAX_TOKEN_BYTES,
+};
+
+/// Config key naming the provisioning JWT (our addition, so tests and simulators need no root).
+pub const JWT_FILE_KEY: &str = "plugin.choria.server.provision.jwt_file";
+
+/// What start-up needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct StartupInputs {
+    /// `--config FILE`.
+    pub config_file: PathBuf,
+    /// `--provisioning-jwt`, overriding the key and the default path.
+    pub provisioning_jwt: Option<PathBuf>,
+    /// Identity when the configuration sets none (defaults to the host name).
+    pub default_identity: Option<String>,
+}
+
+/// Which mode the node runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Connect to the `provisioning` account and wait to be configured.
+    Provisioning,
+    /// Connect to the `choria` account as a fleet member.
+    Normal,
+}
+
+/// The outcome of start-up.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    /// The chosen mode.
+    pub mode: Mode,
+    /// Provisioning settings after the JWT was applied.
+    pub settings: ProvisionSettings,
+    /// The effective configuration (empty when it was replaced by a provisioning config).
+    pub config: Config,
+    /// The node identity.
+    pub identity: String,
+    /// Whether the on-disk configuration was discarded (and its token/seed deleted).
+    pub replaced: bool,
+    /// Why the mode was chosen, for the log.
+    pub reason: String,
+}
+
+/// Errors that stop start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// The configuration file exists but cannot be parsed.
+    #[error(transparent)]
+    Config(#[from] choria_config::ConfigError),
+    /// No configuration and nothing to provision with.
+    #[error("configuration file {0} was not found and provisioning is disabled (no provisioning JWT found)")]
+    NothingToRun(PathBuf),
+    /// Provisioning is required but the JWT is unusable.
+    #[error("provisioning is required but the provisioning JWT {path} is unusable: {reason}")]
+    BadProvisioningJwt {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No identity could be determined.
+    #[error("could not determine the node identity: set `identity` in the configuration")]
+    NoIdentity,
+}
+
+/// The token and seed files a configuration uses for JWT security, if any.
+pub fn token_and_seed(config: &Config, config_dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let path = |key: &str| config.get(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if config
+        .get_bool("plugin.security.server_anon_tls")
+        .ok()
+        .flatten()
+        == Some(true)
+    {
+        return Some((
+            path("plugin.choria.security.server.token_file")
+                .unwrap_or_else(|| config_dir.join("server.jwt")),
+            path("plugin.choria.security.server.seed_file")
+                .unwrap_or_else(|| config_dir.join("server.seed")),
+        ));
+    }
+    if config.get("plugin.security.provider") == Some("choria") {
+        let token = path("plugin.security.choria.token_file")?;
+        let seed =
+            path("plugin.security.choria.seed_file").unwrap_or_else(|| token.with_extension("key"));
+        return Some((token, seed));
+    }
+    None
+}
+
+/// Checks the server token against its seed: both exist, the token parses as a server
+/// token, its `public_key` matches the seed and it has not expired.
+pub fn check_token_and_seed(
+    token_file: &Path,
+    seed_file: &Path,
+    now: SystemTime,
+) -> Result<choria_tokens::ServerClaims, String> {
+    let seed = choria_tokens::Ed25519Seed::from_file(seed_file)
+        .map_err(|e| format!("seed {}: {e}", seed_file.display()))?;
+    let text = choria_config::files::read_capped_string(token_file, MAX_TOKEN_BYTES)
+        .map_err(|e| e.to_string())?;
+    let claims = choria_tokens::parse_server_token_unverified(text.trim())
+        .map_err(|e| format!("token {}: {e}", token_file.display()))?;
+    match claims.is_matching_public_key(&seed.public_key_bytes()) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "token {} does not match seed {}",
+                token_file.display(),
+                seed_file.display()
+            ))
+        }
+        Err(e) => return Err(format!("token {}: {e}", token_file.display())),
+    }
+    if claims.standard.is_expired(now) {
+        return Err(format!("token {} has expired", token_file.display()));
+    }
+    Ok(claims)
+}
+
+/// Decides the start-up mode.
+pub fn decide(inputs: &StartupInputs, now: SystemTime) -> Result<Startup, StartupError> {
+    let config_dir = std::path::absolute(&inputs.config_file)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let on_disk = if inputs.config_file.exists() {
+        Some(Config::load(&inputs.config_file)?)
+    } else {
+        None
+    };
+    let jwt_file = inputs
+        .provisioning_jwt
+        .clone()
+        .or_else(|| {
+            on_disk
+                .as_ref()
+                .and_then(|c| c.get(JWT_FILE_KEY))
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PROVISION_JWT_FILE));
+    let mut settings = ProvisionSettings {
+        jwt_file: Some(jwt_file.clone()),
+        ..ProvisionSettings::default()
+    };
+    let jwt_error = apply_jwt(&mut settings, &jwt_file).err();
+    if let Some(reason) = &jwt_error {
+        if jwt_file.exists() {
+            tracing::warn!(path = %jwt_file.display(), %reason, "provisioning JWT not applied");
+        }
+    }
+
+    let (replaced, config, reason) = match on_disk {
+        Some(config) => {
+            let check = token_and_seed(&config, &config_dir).map(|(token, seed)| {
+                (
+                    token.clone(),
+                    seed.clone(),
+                    check_token_and_seed(&token, &seed, now),
+                )
+            });
+            match check {
+                Some((token, seed, Err(why))) if settings.supports_provisioning() => {
+                    for file in [&token, &seed] {
+                        if let Err(err) = std::fs::remove_file(file) {
+                            if err.kind() != std::io::ErrorKind::NotFound {
+                                tracing::warn!(path = %file.display(), error = %err, "could not remove");
+                            }
+                        }
+                    }
+                    (
+                        true,
+                        Config::new(),
+                        format!("server token unusable ({why}), provisioning"),
+                    )
+                }
+                _ => (false, config, String::new()),
+            }
+        }
+        None if jwt_file.exists() || !settings.broker_urls.is_empty() => (
+            true,
+            Config::new(),
+            format!(
+                "no configuration at {}, provisioning",
+                inputs.config_file.display()
+            ),
+        ),
+        None => return Err(StartupError::NothingToRun(inputs.config_file.clone())),
+    };
+
+    let identity = config
+        .get("identity")
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .or_else(|| inputs.default_identity.clone())
+        .or_else(hostname)
+        .ok_or(StartupError::NoIdentity)?;
+
+    let (mode, reason) = if replaced {
+        (Mode::Provisioning, reason)
+    } else {
+        runtime_mode(&settings, &config, &config_dir, &identity)
+    };
+    if mode == Mode::Provisioning && !settings.supports_provisioning() {
+        return Err(StartupError::BadProvisioningJwt {
+            path: jwt_file,
+            reason: jwt_error.unwrap_or_else(|| "it carries no provisioning token".into()),
+        });
+    }
+    Ok(Startup {
+        mode,
+        settings,
+        config,
+        identity,
+        replaced,
+        reason,
+    })
+}
+
+/// The runtime decision (B) for a kept configuration.
+fn runtime_mode(
+    settings: &ProvisionSettings,
+    config: &Config,
+    config_dir: &Path,
+    identity: &str,
+) -> (Mode, String) {
+    if settings.broker_urls.is_empty() && settings.jwt_file.is_none() && settings.token.is_empty() {
+        return (
+            Mode::Normal,
+            "provisioning not supported by this build".into(),
+        );
+    }
+    if let Ok(Some(value)) = config.get_bool("plugin.choria.server.provision") {
+        let mode = if value {
+            Mode::Provisioning
+        } else {
+            Mode::Normal
+        };
+        return (mode, format!("plugin.choria.server.provision is {value}"));
+    }
+    if let Some((token, _)) = token_and_seed(config, config_dir) {
+        if let Ok(text) = choria_config::files::read_capped_string(&token, MAX_TOKEN_BYTES) {
+            if let Ok(claims) = choria_tokens::parse_server_token_unverified(text.trim()) {
+                if claims.identity != identity {
+                    return (
+                        Mode::Provisioning,
+                        format!("identity {} from server token does not match identity {identity}, enabling provisioning", claims.identity),
+                    );
+                }
+            }
+        }
+    }
+    let mode = if settings.mode_default {
+        Mode::Provisioning
+    } else {
+        Mode::Normal
+    };
+    (
+        mode,
+        format!("provisioning default is {}", settings.mode_default),
+    )
+}
+
+/// Reads the provisioning JWT at `path` (unverified) and applies its claims.
+pub fn apply_jwt(settings: &mut ProvisionSettings, path: &Path) -> Result<(), String> {
+    let raw = choria_config::files::read_capped_string(path, MAX_TOKEN_BYTES)
+        .map_err(|e| e.to_string())?;
+    let claims = choria_tokens::parse_provisioning_token_unverified(raw.trim())
+        .map_err(|e| e.to_string())?;
+    let overrides = TokenOverrides {
+        cht: claims.cht,
+        chs: claims.chs,
+        chu: claims.chu,
+        chsrv: claims.chsrv,
+        chpd: claims.chpd,
+        chrd: claims.chrd,
+        chf: claims.chf,
+        chusr: claims.chusr,
+        chpwd: claims.chpwd,
+        v2: claims.v2,
+        update: claims.update,
+    };
+    settings.apply(&overrides, raw).map_err(|e| e.to_string())
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use choria_tokens::{sign_token, Ed25519Seed, NewServer, ServerClaims, SigningKey};
+
+    use super::*;
+
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    }
+
+    fn inputs(dir: &Path) -> StartupInputs {
+        StartupInputs {
+            config_file: dir.join("server.conf"),
+            provisioning_jwt: Some(dir.join("provisioning.jwt")),
+            default_identity: Some("n1.example.net".into()),
+        }
+    }
+
+    fn install_rsa_vector(dir: &Path) {
+        std::fs::copy(
+            vectors().join("tokens/rsa/good-provisioning.jwt"),
+            dir.join("provisioning.jwt"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn no_config_with_a_token_provisions() {
+        let dir = tempfile::tempdir().unwrap();
+        install_rsa_vector(dir.path());
+        let startup = decide(&inputs(dir.path()), SystemTime::now()).unwrap();
+        assert_eq!(startup.mode, Mode::Provisioning);
+        assert!(startup.replaced);
+        assert_eq!(startup.settings.token, "toomanysecrets");
+        assert_eq!(startup.settings.broker_urls, "nats://example.net:4222");
+        assert_eq!(startup.identity, "n1.example.net");
+    }
+
+    #[test]
+    fn no_config_and_no_token_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = decide(&inputs(dir.path()), SystemTime::now()).unwrap_err();
+        assert!(matches!(err, StartupError::NothingToRun(_)), "{err}");
+    }
+
+    fn provisioned_config(dir: &Path, identity: &str, validity: Duration) {
+        let seed = Ed25519Seed::generate();
+        let org = Ed25519Seed::generate();
+        let claims = ServerClaims::new(
+            NewServer {
+                identity: identity.into(),
+                collectives: vec!["choria".into()],
+                public_key: Some(seed.public_key_bytes()),
+                validity,
+                ..Default::default()
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+        let token = sign_token(&claims, &SigningKey::Ed25519(org)).unwrap();
+        std::fs::write(dir.join("server.jwt"), token).unwrap();
+        std::fs::write(dir.join("server.seed"), seed.to_hex()).unwrap();
+        std::fs::write(
+            dir.join("server.conf"),
+            "identity = n1.example.net\nplugin.security.server_anon_tls = true\nplugin.choria.server.provision = false\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_good_token_and_seed_run_normally() {
+        let dir = tempfile::tempdir().unwrap();
+        install_rsa_vector(dir.path());
+        provisioned_config(dir.path(), "n1.example.net", Duration::from_secs(3600));
+        let startup = decide(&inputs(dir.path()), SystemTime::now()).unwrap();
+        assert_eq!(startup.mode, Mode::Normal, "{}", startup.reason);
+        assert!(!startup.replaced);
+    }
+
+    #[test]
+    fn an_expired_token_sends_the_node_back_to_provisioning() {
+        let dir = tempfile::tempdir().unwrap();
+        install_rsa_vector(dir.path());
+        provisioned_config(dir.path(), "n1.example.net", Duration::from_secs(60));
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let startup = decide(&inputs(dir.path()), later).unwrap();
+        assert_eq!(startup.mode, Mode::Provisioning);
+        assert!(startup.replaced);
+        assert!(!dir.path().join("server.jwt").exists());
+        assert!(!dir.path().join("server.seed").exists());
+    }
+
+    #[test]
+    fn provision_true_in_the_config_provisions() {
+        let dir = tempfile::tempdir().unwrap();
+        install_rsa_vector(dir.path());
+        std::fs::write(
+            dir.path().join("server.conf"),
+            "plugin.choria.server.provision = 1\n",
+        )
+        .unwrap();
+        let startup = decide(&inputs(dir.path()), SystemTime::now()).unwrap();
+        assert_eq!(startup.mode, Mode::Provisioning);
+        assert!(!startup.replaced);
+    }
+}

@@ -1,0 +1,221 @@
+//! The seam between the node runtime and the Choria wire protocol: decoded requests,
+//! filters, and the codec the runtime uses to read requests and write replies and
+//! lifecycle events. The codec itself belongs to `choria-protocol`.
+
+use serde_json::Value;
+
+use crate::agents::rpcutil::lookup_fact;
+
+/// One fact filter (`{"fact","operator","value"}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactFilter {
+    /// Fact path.
+    pub fact: String,
+    /// `==`, `=~`, `!=`, `<`, `>`, `<=`, `>=`.
+    pub operator: String,
+    /// Value to compare with.
+    pub value: String,
+}
+
+/// The parts of a request filter a node evaluates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Identities (exact, or `/regex/` treated as a substring match).
+    pub identity: Vec<String>,
+    /// Agents the node must host.
+    pub agent: Vec<String>,
+    /// Facts the node must match.
+    pub fact: Vec<FactFilter>,
+    /// Classes (a node without classes matches none).
+    pub cf_class: Vec<String>,
+}
+
+impl Filter {
+    /// Whether a node with `identity`, `agents` and `facts` matches every clause.
+    pub fn matches(&self, identity: &str, agents: &[String], facts: &Value) -> bool {
+        let identity_ok = self.identity.is_empty()
+            || self.identity.iter().any(|want| {
+                match want.strip_prefix('/').and_then(|w| w.strip_suffix('/')) {
+                    Some(pattern) => identity.contains(pattern),
+                    None => want == identity,
+                }
+            });
+        let agents_ok = self
+            .agent
+            .iter()
+            .all(|want| agents.iter().any(|have| have == want));
+        let facts_ok = self.fact.iter().all(|f| fact_matches(facts, f));
+        identity_ok && agents_ok && facts_ok && self.cf_class.is_empty()
+    }
+}
+
+fn fact_matches(facts: &Value, filter: &FactFilter) -> bool {
+    let Some(value) = lookup_fact(facts, &filter.fact) else {
+        return false;
+    };
+    let have = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let numeric = have
+        .parse::<f64>()
+        .ok()
+        .zip(filter.value.parse::<f64>().ok());
+    match filter.operator.as_str() {
+        "==" | "=" => have == filter.value,
+        "!=" => have != filter.value,
+        "=~" => {
+            let pattern = filter.value.trim_matches('/');
+            have.contains(pattern)
+        }
+        "<" => numeric.is_some_and(|(a, b)| a < b),
+        ">" => numeric.is_some_and(|(a, b)| a > b),
+        "<=" => numeric.is_some_and(|(a, b)| a <= b),
+        ">=" => numeric.is_some_and(|(a, b)| a >= b),
+        _ => false,
+    }
+}
+
+/// A request after transport, security and request layers were decoded.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Request id.
+    pub request_id: String,
+    /// Sending identity.
+    pub sender: String,
+    /// Caller id (`choria=name`).
+    pub caller: String,
+    /// Target agent.
+    pub agent: String,
+    /// Collective.
+    pub collective: String,
+    /// Where to send the reply.
+    pub reply_to: Option<String>,
+    /// The payload (SimpleRPC JSON, or `ping` for discovery).
+    pub payload: Vec<u8>,
+    /// The filter.
+    pub filter: Filter,
+    /// Protocol version (the reply uses the same).
+    pub version: choria_protocol::Version,
+    /// The request's addressing and timing, for the reply.
+    pub meta: choria_protocol::message::RequestMeta,
+}
+
+/// Who a normal-mode node trusts to sign requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// Hex ed25519 public keys of organisation issuers (v2 caller JWTs).
+    pub org_issuers: Vec<String>,
+    /// CA file for v1 x509 callers.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// How strictly requests are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Provisioning mode: security checks are skipped, as upstream (spec §4.3).
+    Skip,
+    /// Normal mode: only signed requests from trusted callers are accepted.
+    Required(Trust),
+}
+
+/// Lifecycle event types a node publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// On start.
+    Startup,
+    /// Periodically.
+    Alive,
+    /// After `configure`.
+    Provisioned,
+    /// Before restart or exit.
+    Shutdown,
+}
+
+/// A provisioned node's reply-signing material (v2, `sign_replies`).
+pub struct ReplyKey {
+    /// The node's ed25519 key.
+    pub key: ed25519_dalek::SigningKey,
+    /// The node's server JWT.
+    pub jwt: String,
+}
+
+impl std::fmt::Debug for ReplyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret.
+        f.write_str("ReplyKey")
+    }
+}
+
+/// The wire codec the runtime uses; implemented over `choria-protocol`.
+pub trait Codec: Send + Sync {
+    /// Decodes and (per `verification`) verifies a request received on NATS.
+    fn decode_request(&self, bytes: &[u8], verification: &Verification)
+        -> Result<Incoming, String>;
+    /// Encodes `payload` as the reply to `request` from `identity`.
+    /// `signer` (v2 only) signs the reply with the node's seed and names its JWT.
+    fn encode_reply(
+        &self,
+        request: &Incoming,
+        identity: &str,
+        payload: &[u8],
+        signer: Option<&ReplyKey>,
+    ) -> Result<Vec<u8>, String>;
+    /// A file-content registration request from `identity` for `file` (spec §4.7).
+    fn registration(
+        &self,
+        identity: &str,
+        file: &str,
+        mtime: i64,
+        updated: bool,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, String>;
+    /// Subject and body of a lifecycle event.
+    fn lifecycle(
+        &self,
+        event: Lifecycle,
+        identity: &str,
+        component: &str,
+        version: &str,
+    ) -> Result<(String, Vec<u8>), String>;
+}
+
+/// The production codec ([`crate::codec::ProtocolCodec`]), shared by every node.
+pub fn default_codec() -> std::sync::Arc<dyn Codec> {
+    std::sync::Arc::new(crate::codec::ProtocolCodec)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn filters_match_identity_agent_and_fact() {
+        let facts = json!({"os": {"family": "linux"}, "cpus": 4});
+        let agents = vec!["rpcutil".to_string(), "choria_provision".to_string()];
+        let mut filter = Filter {
+            identity: vec!["n1".into()],
+            agent: vec!["choria_provision".into()],
+            fact: vec![FactFilter {
+                fact: "os.family".into(),
+                operator: "==".into(),
+                value: "linux".into(),
+            }],
+            cf_class: vec![],
+        };
+        assert!(filter.matches("n1", &agents, &facts));
+        assert!(!filter.matches("n2", &agents, &facts));
+        filter.fact.push(FactFilter {
+            fact: "cpus".into(),
+            operator: ">=".into(),
+            value: "8".into(),
+        });
+        assert!(!filter.matches("n1", &agents, &facts));
+        filter.fact.pop();
+        filter.agent.push("puppet".into());
+        assert!(!filter.matches("n1", &agents, &facts));
+        assert!(Filter::default().matches("any", &[], &json!({})));
+    }
+}
