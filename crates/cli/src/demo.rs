@@ -101,24 +101,3 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
-
-/// Runs the built-in example helper on stdin/stdout for the site named by the demo's
-/// environment (`CHORIA_DEMO_BROKER_URL`, `CHORIA_DEMO_ISSUER_PUBLIC`, `CHORIA_DEMO_CA_FILE`).
-/// It answers one JSON request per line, so it serves both helper modes.
-pub fn run_helper() -> anyhow::Result<ExitCode> {
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
-    let settings = choria_provisioner::example_helper::ExampleHelperSettings {
-        broker_url: var("CHORIA_DEMO_BROKER_URL"),
-        issuer_public: var("CHORIA_DEMO_ISSUER_PUBLIC"),
-        ca_file: Some(var("CHORIA_DEMO_CA_FILE")).filter(|path| !path.is_empty()),
-        ..Default::default()
-    };
-    if settings.broker_url.is_empty() || settings.issuer_public.is_empty() {
-        return Err(crate::Failure::usage(
-            "choria demo-helper needs CHORIA_DEMO_BROKER_URL and CHORIA_DEMO_ISSUER_PUBLIC",
-        )
-        .into());
-    }
-    choria_provisioner::example_helper::serve_stdio(&settings)?;
-    Ok(ExitCode::SUCCESS)
-}

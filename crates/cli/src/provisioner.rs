@@ -73,7 +73,7 @@ pub struct ExampleHelperArgs {
     #[arg(long, default_value = "choria")]
     pub collectives: String,
     /// CA bundle path on the nodes.
-    #[arg(long)]
+    #[arg(long, env = "CHORIA_DEMO_CA_FILE")]
     pub ca_file: Option<String>,
 }
 

@@ -35,21 +35,34 @@ fn every_node_of_a_small_fleet_comes_back_in_the_fleet() {
         "--workdir",
         site.to_str().expect("utf8 path"),
     ]);
-    assert!(status.success(), "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let report = last_json(&stdout);
     assert_eq!(report["nodes"], 8, "{report}");
     assert_eq!(report["in_fleet"], 8, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
-    assert!(report["nodes_per_second"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+    assert!(
+        report["nodes_per_second"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
     for key in ["p50", "p90", "p99"] {
         assert!(report["latency_ms"][key].as_f64().is_some(), "{report}");
     }
     for key in ["broker", "provisioner", "nodes"] {
-        assert!(report["peak_rss_mb"][key].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+        assert!(
+            report["peak_rss_mb"][key].as_f64().unwrap_or(0.0) > 0.0,
+            "{report}"
+        );
     }
     // Each node really was configured: its state directory holds a server JWT and seed.
     let node = site.join("nodes").join("node00001.demo.local");
-    assert!(node.join("server.conf").is_file(), "no server.conf in {}", node.display());
+    assert!(
+        node.join("server.conf").is_file(),
+        "no server.conf in {}",
+        node.display()
+    );
 }
 
 #[test]
@@ -59,9 +72,20 @@ fn a_fleet_with_an_external_python_helper_comes_back_too() {
     assert!(helper.is_file(), "missing {}", helper.display());
     let command = format!("python3 {}", helper.display());
     let (status, stdout, stderr) = demo(&[
-        "--nodes", "4", "--json", "--timeout", "120", "--helper", &command, "--helper-mode", "exec",
+        "--nodes",
+        "4",
+        "--json",
+        "--timeout",
+        "120",
+        "--helper",
+        &command,
+        "--helper-mode",
+        "exec",
     ]);
-    assert!(status.success(), "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert_eq!(last_json(&stdout)["in_fleet"], 4);
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use choria_tokens::{Ed25519Seed, unique_id_md5, parse_client_token_unverified};
+use choria_tokens::{parse_client_token_unverified, unique_id_md5, Ed25519Seed};
 
 use crate::DemoError;
 
@@ -18,7 +18,9 @@ pub struct ClientCredentials {
 
 impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials").field("callerid", &self.callerid).finish_non_exhaustive()
+        f.debug_struct("ClientCredentials")
+            .field("callerid", &self.callerid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -26,12 +28,19 @@ impl ClientCredentials {
     /// Loads a client token and seed from files.
     pub fn load(token_file: &Path, seed_file: &Path) -> Result<ClientCredentials, DemoError> {
         let token = std::fs::read_to_string(token_file)
-            .map_err(|source| DemoError::Io { what: format!("reading {}", token_file.display()), source })?
+            .map_err(|source| DemoError::Io {
+                what: format!("reading {}", token_file.display()),
+                source,
+            })?
             .trim()
             .to_string();
         let claims = parse_client_token_unverified(&token)?;
         let seed = Ed25519Seed::from_file(seed_file)?;
-        Ok(ClientCredentials { token, seed, callerid: claims.callerid })
+        Ok(ClientCredentials {
+            token,
+            seed,
+            callerid: claims.callerid,
+        })
     }
 
     /// The caller id (`choria=demo`).
@@ -55,7 +64,12 @@ impl ClientCredentials {
     }
 
     /// Connects once to `url`, trusting the CA at `ca`.
-    pub async fn connect(&self, url: &str, ca: &Path, name: &str) -> Result<async_nats::Client, DemoError> {
+    pub async fn connect(
+        &self,
+        url: &str,
+        ca: &Path,
+        name: &str,
+    ) -> Result<async_nats::Client, DemoError> {
         let token = self.token.clone();
         let seed = self.seed.clone();
         let options = async_nats::ConnectOptions::with_auth_callback(move |nonce| {
@@ -77,7 +91,10 @@ impl ClientCredentials {
         options
             .connect(url)
             .await
-            .map_err(|err| DemoError::Connect { url: url.to_string(), reason: err.to_string() })
+            .map_err(|err| DemoError::Connect {
+                url: url.to_string(),
+                reason: err.to_string(),
+            })
     }
 
     /// Connects, retrying until `deadline`: the broker refuses clients until its
@@ -95,7 +112,11 @@ impl ClientCredentials {
             match self.connect(url, ca, name).await {
                 Ok(client) => return Ok(client),
                 Err(err) if started.elapsed() >= patience => {
-                    return Err(DemoError::NotReady { name: "broker".into(), waited: patience, reason: err.to_string() })
+                    return Err(DemoError::NotReady {
+                        name: "broker".into(),
+                        waited: patience,
+                        reason: err.to_string(),
+                    })
                 }
                 Err(_) => {
                     tokio::time::sleep(delay).await;

@@ -25,7 +25,11 @@ pub struct Fleet {
 
 impl Fleet {
     /// Creates each node's state directory and starts `count` nodes.
-    pub async fn start(site: &Site, count: usize, cancel: CancellationToken) -> Result<Fleet, DemoError> {
+    pub async fn start(
+        site: &Site,
+        count: usize,
+        cancel: CancellationToken,
+    ) -> Result<Fleet, DemoError> {
         let codec = choria_server::wire::default_codec();
         let mut start_times = HashMap::with_capacity(count);
         let mut tasks = JoinSet::new();
@@ -55,7 +59,11 @@ impl Fleet {
                 tokio::task::yield_now().await;
             }
         }
-        Ok(Fleet { start_times, cancel, tasks })
+        Ok(Fleet {
+            start_times,
+            cancel,
+            tasks,
+        })
     }
 
     /// When each node was started.
@@ -67,7 +75,10 @@ impl Fleet {
     pub async fn stop(mut self) {
         self.cancel.cancel();
         let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
             self.tasks.abort_all();
         }
     }

@@ -19,7 +19,12 @@ pub struct Service {
 
 impl Service {
     /// Starts `program args…` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, program: &Path, args: &[&str], log: &Path) -> Result<Service, DemoError> {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+    ) -> Result<Service, DemoError> {
         Service::spawn_with_env(name, program, args, log, &[])
     }
 
@@ -31,7 +36,10 @@ impl Service {
         log: &Path,
         env: &[(&str, &str)],
     ) -> Result<Service, DemoError> {
-        let io = |what: &str, source| DemoError::Io { what: format!("{what} for {name}"), source };
+        let io = |what: &str, source| DemoError::Io {
+            what: format!("{what} for {name}"),
+            source,
+        };
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -47,7 +55,11 @@ impl Service {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| io(&format!("starting {}", program.display()), e))?;
-        Ok(Service { name: name.to_string(), child, log: log.to_path_buf() })
+        Ok(Service {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     /// The service's name in reports.
@@ -69,22 +81,33 @@ impl Service {
                 status: status.to_string(),
                 log: log_tail(&self.log),
             }),
-            Err(source) => Err(DemoError::Io { what: format!("checking {}", self.name), source }),
+            Err(source) => Err(DemoError::Io {
+                what: format!("checking {}", self.name),
+                source,
+            }),
         }
     }
 
     /// Peak resident memory in MiB of the process and all its descendants (the broker's
     /// nats-server child counts as broker memory).
     pub fn peak_rss_mb(&self) -> f64 {
-        self.pid().map(|pid| tree_peak_rss_kb(pid) as f64 / 1024.0).unwrap_or(0.0)
+        self.pid()
+            .map(|pid| tree_peak_rss_kb(pid) as f64 / 1024.0)
+            .unwrap_or(0.0)
     }
 
     /// Asks the process to stop (SIGTERM) and waits up to `grace` before killing it.
     pub async fn stop(mut self, grace: Duration) {
         if let Some(pid) = self.child.id().and_then(|pid| i32::try_from(pid).ok()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }
@@ -134,7 +157,11 @@ fn children(pid: u32) -> Vec<u32> {
     tasks
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 
@@ -152,8 +179,13 @@ mod tests {
     async fn a_service_that_exits_reports_its_log() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("svc.log");
-        let mut svc = Service::spawn("sh", Path::new("/bin/sh"), &["-c", "echo boom; exit 3"], &log)
-            .expect("spawn");
+        let mut svc = Service::spawn(
+            "sh",
+            Path::new("/bin/sh"),
+            &["-c", "echo boom; exit 3"],
+            &log,
+        )
+        .expect("spawn");
         let mut waited = 0;
         loop {
             match svc.check_running() {
@@ -176,10 +208,14 @@ mod tests {
     async fn peak_memory_includes_children() {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("svc.log");
-        let svc = Service::spawn("sh", Path::new("/bin/sh"), &["-c", "sleep 5 & wait"], &log).expect("spawn");
+        let svc = Service::spawn("sh", Path::new("/bin/sh"), &["-c", "sleep 5 & wait"], &log)
+            .expect("spawn");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let pid = svc.pid().expect("pid");
-        assert!(tree_peak_rss_kb(pid) > peak_rss_kb(pid), "child sleep must add memory");
+        assert!(
+            tree_peak_rss_kb(pid) > peak_rss_kb(pid),
+            "child sleep must add memory"
+        );
         svc.stop(Duration::from_secs(2)).await;
     }
 }

@@ -16,11 +16,10 @@ impl Progress {
     pub fn new(nodes: u64) -> Progress {
         let bar = ProgressBar::with_draw_target(Some(nodes), ProgressDrawTarget::stderr());
         // The template is a constant known to be valid; fall back to the default if not.
-        let style = ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} in fleet {msg}",
-        )
-        .map(|style| style.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} in fleet {msg}")
+                .map(|style| style.progress_chars("=> "))
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         Progress { bar }
     }

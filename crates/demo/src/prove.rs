@@ -64,7 +64,9 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         // A poisoned lock only means another task panicked mid-update; the counts
         // are still the best we have.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn ping(&self, identity: &str) -> Result<(), DemoError> {
@@ -91,8 +93,11 @@ impl Shared {
         };
         let bytes = encode_request(Version::V2, &meta, &payload, &signer, &routing)
             .map_err(|err| DemoError::Internal(err.to_string()))?;
-        let subject = subjects::node("choria", identity).map_err(|err| DemoError::Internal(err.to_string()))?;
-        self.state().pending.insert(meta.id.clone(), (identity.to_string(), Instant::now()));
+        let subject = subjects::node("choria", identity)
+            .map_err(|err| DemoError::Internal(err.to_string()))?;
+        self.state()
+            .pending
+            .insert(meta.id.clone(), (identity.to_string(), Instant::now()));
         self.client
             .publish(subject, bytes.into())
             .await
@@ -120,10 +125,20 @@ impl FleetWatch {
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .ok_or_else(|| DemoError::Internal("fleet client seed is not 32 bytes".into()))?;
         let inbox = credentials.inbox_prefix("choria");
-        let subscribe_err = |err: async_nats::SubscribeError| DemoError::Internal(format!("subscribing: {err}"));
-        let events = client.subscribe("choria.lifecycle.event.>").await.map_err(subscribe_err)?;
-        let replies = client.subscribe(format!("{inbox}.>")).await.map_err(subscribe_err)?;
-        client.flush().await.map_err(|err| DemoError::Internal(format!("flushing: {err}")))?;
+        let subscribe_err =
+            |err: async_nats::SubscribeError| DemoError::Internal(format!("subscribing: {err}"));
+        let events = client
+            .subscribe("choria.lifecycle.event.>")
+            .await
+            .map_err(subscribe_err)?;
+        let replies = client
+            .subscribe(format!("{inbox}.>"))
+            .await
+            .map_err(subscribe_err)?;
+        client
+            .flush()
+            .await
+            .map_err(|err| DemoError::Internal(format!("flushing: {err}")))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 pending: HashMap::with_capacity(expected_nodes),
@@ -141,7 +156,11 @@ impl FleetWatch {
             tokio::spawn(watch_replies(shared.clone(), replies, cancel.clone())),
             tokio::spawn(sweep(shared.clone(), cancel.clone())),
         ];
-        Ok(FleetWatch { shared, cancel, tasks })
+        Ok(FleetWatch {
+            shared,
+            cancel,
+            tasks,
+        })
     }
 
     /// Records when each node was started, for per-node latency.
@@ -176,7 +195,10 @@ impl FleetWatch {
             .in_fleet
             .iter()
             .filter_map(|(identity, arrived)| {
-                state.start_times.get(identity).map(|start| arrived.saturating_duration_since(*start))
+                state
+                    .start_times
+                    .get(identity)
+                    .map(|start| arrived.saturating_duration_since(*start))
             })
             .collect()
     }
@@ -204,7 +226,11 @@ impl FleetWatch {
     }
 }
 
-async fn watch_events(shared: Arc<Shared>, mut events: async_nats::Subscriber, cancel: CancellationToken) {
+async fn watch_events(
+    shared: Arc<Shared>,
+    mut events: async_nats::Subscriber,
+    cancel: CancellationToken,
+) {
     loop {
         let message = tokio::select! {
             message = events.next() => message,
@@ -246,7 +272,11 @@ async fn watch_events(shared: Arc<Shared>, mut events: async_nats::Subscriber, c
     }
 }
 
-async fn watch_replies(shared: Arc<Shared>, mut replies: async_nats::Subscriber, cancel: CancellationToken) {
+async fn watch_replies(
+    shared: Arc<Shared>,
+    mut replies: async_nats::Subscriber,
+    cancel: CancellationToken,
+) {
     loop {
         let message = tokio::select! {
             message = replies.next() => message,
@@ -260,7 +290,9 @@ async fn watch_replies(shared: Arc<Shared>, mut replies: async_nats::Subscriber,
                 continue;
             }
         };
-        let ok = RpcReply::decode(&reply.payload).map(|rpc| rpc.is_ok()).unwrap_or(false);
+        let ok = RpcReply::decode(&reply.payload)
+            .map(|rpc| rpc.is_ok())
+            .unwrap_or(false);
         let mut state = shared.state();
         let Some((identity, _)) = state.pending.remove(&reply.meta.request_id) else {
             continue;
@@ -291,13 +323,17 @@ async fn sweep(shared: Arc<Shared>, cancel: CancellationToken) {
         let targets: Vec<String> = {
             let mut state = shared.state();
             // Unanswered pings past their TTL can no longer be answered validly.
-            state.pending.retain(|_, (_, sent)| sent.elapsed() < PING_TTL);
+            state
+                .pending
+                .retain(|_, (_, sent)| sent.elapsed() < PING_TTL);
             state
                 .start_times
                 .keys()
                 .filter(|identity| !state.in_fleet.contains_key(*identity))
                 .filter(|identity| {
-                    round % 5 == 0 || state.provisioned.contains(*identity) || state.started_normal.contains(*identity)
+                    round % 5 == 0
+                        || state.provisioned.contains(*identity)
+                        || state.started_normal.contains(*identity)
                 })
                 .take(SWEEP_BATCH)
                 .cloned()

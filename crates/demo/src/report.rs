@@ -50,7 +50,13 @@ pub struct DemoReport {
 
 impl DemoReport {
     /// Builds the report from per-node latencies of the nodes that made it.
-    pub fn new(nodes: usize, provisioned: usize, latencies: &mut [Duration], elapsed: Duration, peak_rss_mb: PeakRss) -> DemoReport {
+    pub fn new(
+        nodes: usize,
+        provisioned: usize,
+        latencies: &mut [Duration],
+        elapsed: Duration,
+        peak_rss_mb: PeakRss,
+    ) -> DemoReport {
         let in_fleet = latencies.len();
         let seconds = round3(elapsed.as_secs_f64());
         latencies.sort_unstable();
@@ -60,7 +66,11 @@ impl DemoReport {
             in_fleet,
             failed: nodes.saturating_sub(in_fleet),
             seconds,
-            nodes_per_second: if seconds > 0.0 { round3(in_fleet as f64 / seconds) } else { 0.0 },
+            nodes_per_second: if seconds > 0.0 {
+                round3(in_fleet as f64 / seconds)
+            } else {
+                0.0
+            },
             latency_ms: Latency {
                 p50: percentile_ms(latencies, 50.0),
                 p90: percentile_ms(latencies, 90.0),
@@ -114,12 +124,31 @@ mod tests {
 
     #[test]
     fn the_json_has_the_documented_shape() {
-        let mut latencies = vec![Duration::from_millis(30), Duration::from_millis(10), Duration::from_millis(20)];
-        let report = DemoReport::new(4, 3, &mut latencies, Duration::from_secs(2), PeakRss::default());
+        let mut latencies = vec![
+            Duration::from_millis(30),
+            Duration::from_millis(10),
+            Duration::from_millis(20),
+        ];
+        let report = DemoReport::new(
+            4,
+            3,
+            &mut latencies,
+            Duration::from_secs(2),
+            PeakRss::default(),
+        );
         assert!(!report.complete());
         assert_eq!(report.failed, 1);
         let json: serde_json::Value = serde_json::to_value(&report).expect("json");
-        for key in ["nodes", "provisioned", "in_fleet", "failed", "seconds", "nodes_per_second", "latency_ms", "peak_rss_mb"] {
+        for key in [
+            "nodes",
+            "provisioned",
+            "in_fleet",
+            "failed",
+            "seconds",
+            "nodes_per_second",
+            "latency_ms",
+            "peak_rss_mb",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["latency_ms"]["p50"], 20.0);

@@ -38,9 +38,9 @@ pub struct DemoOptions {
     pub timeout: Option<Duration>,
     /// Show a progress bar on stderr.
     pub progress: bool,
-    /// The `choria` binary (runs the broker and the built-in helper).
+    /// The `choria` binary (runs the broker).
     pub choria_binary: PathBuf,
-    /// The `choria-provisioner` binary.
+    /// The `choria-provisioner` binary (runs provisioners and the built-in helper).
     pub provisioner_binary: PathBuf,
 }
 
@@ -65,21 +65,30 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
 }
 
 /// Runs the demo until every node is in the fleet, the deadline passes, or `cancel` fires.
-pub async fn run_until(options: DemoOptions, cancel: CancellationToken) -> Result<DemoReport, DemoError> {
+pub async fn run_until(
+    options: DemoOptions,
+    cancel: CancellationToken,
+) -> Result<DemoReport, DemoError> {
     let (_temp, dir) = match &options.workdir {
         Some(dir) => (None, dir.clone()),
         None => {
-            let temp = tempfile::Builder::new().prefix("choria-demo-").tempdir().map_err(|source| DemoError::Io {
-                what: "creating a temporary site directory".into(),
-                source,
-            })?;
+            let temp = tempfile::Builder::new()
+                .prefix("choria-demo-")
+                .tempdir()
+                .map_err(|source| DemoError::Io {
+                    what: "creating a temporary site directory".into(),
+                    source,
+                })?;
             let dir = temp.path().to_path_buf();
             (Some(temp), dir)
         }
     };
     let helper = match &options.helper {
         Some(command) => command.clone(),
-        None => format!("{} demo-helper", shell_quote(&options.choria_binary.display().to_string())),
+        None => format!(
+            "{} demo-helper",
+            shell_quote(&options.choria_binary.display().to_string())
+        ),
     };
     let ports = SitePorts {
         client: free_port()?,
@@ -103,7 +112,12 @@ pub async fn run_until(options: DemoOptions, cancel: CancellationToken) -> Resul
     let mut broker = Service::spawn(
         "broker",
         &options.choria_binary,
-        &["broker", "run", "--config", &site.broker_config.display().to_string()],
+        &[
+            "broker",
+            "run",
+            "--config",
+            &site.broker_config.display().to_string(),
+        ],
         &dir.join("broker/broker.log"),
     )?;
     let credentials = ClientCredentials::load(&site.fleet_client.0, &site.fleet_client.1)?;
@@ -140,7 +154,9 @@ pub async fn run_until(options: DemoOptions, cancel: CancellationToken) -> Resul
     let started = Instant::now();
     let fleet = Fleet::start(&site, options.nodes, cancel.child_token()).await?;
     watch.set_start_times(fleet.start_times());
-    let progress = options.progress.then(|| crate::progress::Progress::new(options.nodes as u64));
+    let progress = options
+        .progress
+        .then(|| crate::progress::Progress::new(options.nodes as u64));
 
     let deadline = started + options.deadline();
     let mut peak = PeakRss::default();
@@ -163,14 +179,23 @@ pub async fn run_until(options: DemoOptions, cancel: CancellationToken) -> Resul
             _ = cancel.cancelled() => {}
         }
     }
-    let elapsed = watch.last_arrival().map(|at| at.duration_since(started)).unwrap_or_else(|| started.elapsed());
+    let elapsed = watch
+        .last_arrival()
+        .map(|at| at.duration_since(started))
+        .unwrap_or_else(|| started.elapsed());
     if let Some(bar) = &progress {
         bar.finish(&watch.status());
     }
     peak.nodes = own_peak_rss_mb();
     let status = watch.status();
     let mut latencies = watch.latencies();
-    let report = DemoReport::new(options.nodes, status.provisioned, &mut latencies, elapsed, peak);
+    let report = DemoReport::new(
+        options.nodes,
+        status.provisioned,
+        &mut latencies,
+        elapsed,
+        peak,
+    );
 
     watch.stop().await;
     fleet.stop().await;
@@ -193,7 +218,10 @@ async fn wait_exit(service: &mut Service) {
 fn exited(service: &mut Service) -> DemoError {
     match service.check_running() {
         Err(err) => err,
-        Ok(()) => DemoError::Internal(format!("{} was reported as exited but runs", service.name())),
+        Ok(()) => DemoError::Internal(format!(
+            "{} was reported as exited but runs",
+            service.name()
+        )),
     }
 }
 
@@ -202,12 +230,18 @@ fn free_port() -> Result<u16, DemoError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
-        .map_err(|source| DemoError::Io { what: "finding a free loopback port".into(), source })
+        .map_err(|source| DemoError::Io {
+            what: "finding a free loopback port".into(),
+            source,
+        })
 }
 
 /// Quotes a path for the helper command line, which the provisioner splits shell-style.
 fn shell_quote(text: &str) -> String {
-    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    {
         text.to_string()
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))

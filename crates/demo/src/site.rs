@@ -141,7 +141,8 @@ impl Site {
         // TLS: one CA for the broker certificate, one for node certificates (pki flow).
         let ca = choria_pki::CertificateAuthority::generate("Choria Demo CA")?;
         let node_ca = choria_pki::CertificateAuthority::generate("Choria Demo Node CA")?;
-        let broker_cert = ca.issue_server_certificate("broker.demo.local", &["localhost", "127.0.0.1"])?;
+        let broker_cert =
+            ca.issue_server_certificate("broker.demo.local", &["localhost", "127.0.0.1"])?;
         write_public(&dir.join("ca/ca.pem"), ca.certificate_pem())?;
         write_secret(&dir.join("ca/ca.key"), ca.private_key_pem())?;
         write_public(&dir.join("ca/node-ca.pem"), node_ca.certificate_pem())?;
@@ -204,8 +205,12 @@ impl Site {
             now,
         )?;
         add_org_issuer_data(&mut provisioner_claims, &issuer)?;
-        let provisioner_jwt = sign_token(&provisioner_claims, &SigningKey::Ed25519(issuer.clone()))?;
-        write_secret(&dir.join("keys/provisioner.seed"), &provisioner_seed.to_hex())?;
+        let provisioner_jwt =
+            sign_token(&provisioner_claims, &SigningKey::Ed25519(issuer.clone()))?;
+        write_secret(
+            &dir.join("keys/provisioner.seed"),
+            &provisioner_seed.to_hex(),
+        )?;
         write_secret(&dir.join("keys/provisioner.jwt"), &provisioner_jwt)?;
 
         // An operator allowed to manage the fleet: proves each node is back in `choria`.
@@ -226,17 +231,30 @@ impl Site {
         )?;
         let fleet_token = dir.join("keys/fleet-client.jwt");
         let fleet_seed_file = dir.join("keys/fleet-client.seed");
-        write_secret(&fleet_token, &sign_token(&fleet_claims, &SigningKey::Ed25519(issuer.clone()))?)?;
+        write_secret(
+            &fleet_token,
+            &sign_token(&fleet_claims, &SigningKey::Ed25519(issuer.clone()))?,
+        )?;
         write_secret(&fleet_seed_file, &fleet_seed.to_hex())?;
 
         let broker_config = dir.join("broker/broker.conf");
         write_secret(
             &broker_config,
-            &broker_config_text(&dir, options.flow, ports, &issuer.public_key_hex(), &provisioner_password, &system_password),
+            &broker_config_text(
+                &dir,
+                options.flow,
+                ports,
+                &issuer.public_key_hex(),
+                &provisioner_password,
+                &system_password,
+            ),
         )?;
 
         let provisioner_choria_config = dir.join("provisioner/choria.conf");
-        write_secret(&provisioner_choria_config, &provisioner_choria_text(&dir, &broker_url))?;
+        write_secret(
+            &provisioner_choria_config,
+            &provisioner_choria_text(&dir, &broker_url),
+        )?;
         let mut provisioner_configs = Vec::new();
         for index in 1..=options.provisioners.max(1) {
             let path = dir.join(format!("provisioner/provisioner-{index}.yaml"));
@@ -296,7 +314,10 @@ fn broker_config_text(
         "plugin.choria.network.listen_address = 127.0.0.1".into(),
         format!("plugin.choria.network.client_port = {}", ports.client),
         format!("plugin.choria.stats_port = {}", ports.broker_stats),
-        format!("plugin.security.file.certificate = {}", p("broker/broker.pem")),
+        format!(
+            "plugin.security.file.certificate = {}",
+            p("broker/broker.pem")
+        ),
         format!("plugin.security.file.key = {}", p("broker/broker.key")),
         "plugin.security.issuer.names = choria".into(),
         format!("plugin.security.issuer.choria.public = {issuer_public_hex}"),
@@ -307,7 +328,10 @@ fn broker_config_text(
         format!("plugin.choria.network.provisioning.client_password = {provisioner_password}"),
         "plugin.choria.network.system.user = system".into(),
         format!("plugin.choria.network.system.password = {system_password}"),
-        format!("plugin.choria.network.stream.store = {}", p("broker/jetstream")),
+        format!(
+            "plugin.choria.network.stream.store = {}",
+            p("broker/jetstream")
+        ),
     ];
     match flow {
         Flow::Jwt => {
@@ -316,9 +340,15 @@ fn broker_config_text(
         }
         Flow::Pki => {
             lines.push("plugin.choria.network.tls_mode = mtls".into());
-            lines.push(format!("plugin.choria.network.enrolment_port = {}", ports.enrolment));
+            lines.push(format!(
+                "plugin.choria.network.enrolment_port = {}",
+                ports.enrolment
+            ));
             lines.push(format!("plugin.security.file.ca = {}", p("ca/bundle.pem")));
-            lines.push(format!("plugin.security.choria.ca = {}", p("ca/bundle.pem")));
+            lines.push(format!(
+                "plugin.security.choria.ca = {}",
+                p("ca/bundle.pem")
+            ));
         }
     }
     lines.push(String::new());
@@ -332,8 +362,14 @@ fn provisioner_choria_text(dir: &Path, broker_url: &str) -> String {
         "identity = provisioner.demo.local".into(),
         format!("plugin.choria.middleware_hosts = {broker_url}"),
         "plugin.security.provider = choria".into(),
-        format!("plugin.security.choria.token_file = {}", p("keys/provisioner.jwt")),
-        format!("plugin.security.choria.seed_file = {}", p("keys/provisioner.seed")),
+        format!(
+            "plugin.security.choria.token_file = {}",
+            p("keys/provisioner.jwt")
+        ),
+        format!(
+            "plugin.security.choria.seed_file = {}",
+            p("keys/provisioner.seed")
+        ),
         format!("plugin.security.choria.ca = {}", p("ca/ca.pem")),
         String::new(),
     ]
@@ -403,7 +439,12 @@ mod tests {
         }
     }
 
-    const PORTS: SitePorts = SitePorts { client: 14222, enrolment: 14223, broker_stats: 14224, provisioner_monitor: 14230 };
+    const PORTS: SitePorts = SitePorts {
+        client: 14222,
+        enrolment: 14223,
+        broker_stats: 14224,
+        provisioner_monitor: 14230,
+    };
 
     #[test]
     fn a_generated_site_has_verifiable_tokens_and_private_secrets() {
@@ -412,26 +453,50 @@ mod tests {
         let now = SystemTime::now();
 
         let token = std::fs::read_to_string(&site.provisioning_token).expect("token");
-        let signer = choria_tokens::read_public_key_file(dir.path().join("keys/provisioning-signer-public.pem")).expect("signer");
-        let claims = choria_tokens::parse_provisioning_token(&token, &signer, now).expect("valid provisioning token");
+        let signer = choria_tokens::read_public_key_file(
+            dir.path().join("keys/provisioning-signer-public.pem"),
+        )
+        .expect("signer");
+        let claims = choria_tokens::parse_provisioning_token(&token, &signer, now)
+            .expect("valid provisioning token");
         assert_eq!(claims.chu, "tls://127.0.0.1:14222");
         assert!(claims.v2, "jwt flow tokens ask for protocol v2");
 
-        let issuer = choria_tokens::PublicKey::ed25519_from_hex(&site.issuer_public_hex).expect("issuer");
-        let provisioner = std::fs::read_to_string(dir.path().join("keys/provisioner.jwt")).expect("jwt");
-        let parsed = choria_tokens::parse_client_token(&provisioner, &issuer, now).expect("provisioner token");
+        let issuer =
+            choria_tokens::PublicKey::ed25519_from_hex(&site.issuer_public_hex).expect("issuer");
+        let provisioner =
+            std::fs::read_to_string(dir.path().join("keys/provisioner.jwt")).expect("jwt");
+        let parsed = choria_tokens::parse_client_token(&provisioner, &issuer, now)
+            .expect("provisioner token");
         assert!(choria_tokens::is_chained_issuer(&parsed.standard, true));
 
-        for secret in ["keys/issuer.seed", "keys/provisioner.seed", "keys/fleet-client.seed", "ca/ca.key", "broker/broker.key", "provisioning.jwt", "broker/broker.conf", "provisioner/provisioner-1.yaml"] {
-            let mode = std::fs::metadata(dir.path().join(secret)).expect(secret).permissions().mode() & 0o777;
+        for secret in [
+            "keys/issuer.seed",
+            "keys/provisioner.seed",
+            "keys/fleet-client.seed",
+            "ca/ca.key",
+            "broker/broker.key",
+            "provisioning.jwt",
+            "broker/broker.conf",
+            "provisioner/provisioner-1.yaml",
+        ] {
+            let mode = std::fs::metadata(dir.path().join(secret))
+                .expect(secret)
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{secret}");
         }
         assert_eq!(site.provisioner_configs.len(), 2);
-        let yaml: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&site.provisioner_configs[1]).expect("read")).expect("json");
+        let yaml: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&site.provisioner_configs[1]).expect("read"),
+        )
+        .expect("json");
         assert_eq!(yaml["leader_election"], true);
         assert_eq!(yaml["monitor_port"], 14231);
         assert_eq!(yaml["features"]["ed25519"], true);
-        let broker = choria_config::Config::load(&site.broker_config).expect("broker config parses");
+        let broker =
+            choria_config::Config::load(&site.broker_config).expect("broker config parses");
         assert_eq!(broker.get("plugin.choria.network.tls_mode"), Some("jwt"));
     }
 
@@ -440,8 +505,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let site = Site::generate(&options(dir.path(), Flow::Pki), PORTS).expect("site");
         assert_eq!(site.provisioning_url, "wss://127.0.0.1:14223");
-        let broker = choria_config::Config::load(&site.broker_config).expect("broker config parses");
+        let broker =
+            choria_config::Config::load(&site.broker_config).expect("broker config parses");
         assert_eq!(broker.get("plugin.choria.network.tls_mode"), Some("mtls"));
-        assert_eq!(broker.get("plugin.choria.network.enrolment_port"), Some("14223"));
+        assert_eq!(
+            broker.get("plugin.choria.network.enrolment_port"),
+            Some("14223")
+        );
     }
 }

@@ -27,8 +27,8 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-use x509_parser::prelude::FromDer;
 use time::OffsetDateTime;
+use x509_parser::prelude::FromDer;
 
 /// Validity of a generated CA certificate.
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -347,8 +347,8 @@ mod tests {
         let issued = ca
             .issue_server_certificate("broker", &["localhost", "127.0.0.1"])
             .expect("issue");
-        let (_, cert) = x509_parser::pem::parse_x509_pem(issued.certificate_pem.as_bytes())
-            .expect("pem");
+        let (_, cert) =
+            x509_parser::pem::parse_x509_pem(issued.certificate_pem.as_bytes()).expect("pem");
         let cert = cert.parse_x509().expect("x509");
         let (_, ca_pem) =
             x509_parser::pem::parse_x509_pem(ca.certificate_pem().as_bytes()).expect("ca pem");
@@ -371,8 +371,8 @@ mod tests {
     #[test]
     fn a_reloaded_ca_still_signs() {
         let ca = CertificateAuthority::generate("Test CA").expect("ca");
-        let again =
-            CertificateAuthority::from_pem(ca.certificate_pem(), ca.private_key_pem()).expect("load");
+        let again = CertificateAuthority::from_pem(ca.certificate_pem(), ca.private_key_pem())
+            .expect("load");
         let key = generate_rsa_key_pem(2048).expect("rsa");
         let csr = generate_csr("node1.example.net", &key).expect("csr");
         let signed = again.sign_csr(&csr, LEAF_VALIDITY).expect("sign");
@@ -387,7 +387,10 @@ mod tests {
         let key = generate_rsa_key_pem(2048).expect("rsa");
         let public = rsa_public_key_pem(&key).expect("public");
         assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
-        assert!(matches!(rsa_public_key_pem("nope"), Err(PkiError::RsaKey(_))));
+        assert!(matches!(
+            rsa_public_key_pem("nope"),
+            Err(PkiError::RsaKey(_))
+        ));
     }
 
     #[test]
@@ -407,8 +410,12 @@ mod tests {
             csr_common_name(&huge),
             Err(PkiError::CsrTooLarge { .. })
         ));
-        let truncated = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
-        assert!(matches!(csr_common_name(truncated), Err(PkiError::InvalidCsr(_))));
+        let truncated =
+            "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+        assert!(matches!(
+            csr_common_name(truncated),
+            Err(PkiError::InvalidCsr(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `choria-provisioner` command: the provisioning service.
 //!
-//! Exit codes: 0 clean shutdown; 1 the service failed; 2 bad usage or configuration.
+//! Exit codes: 0 clean shutdown; 1 the service failed or its configuration is invalid
+//! (as upstream); 2 bad usage.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,12 @@ use choria_cli::{logging, provisioner};
 
 fn main() -> ExitCode {
     let args = provisioner::ProvisionerCli::parse();
-    logging::init(args.log_json, args.debug());
+    // The service logs to stdout, where supervisors collect it (upstream wrote to a
+    // file named "info" by accident, spec B4); the helper's stdout is its protocol.
+    let output = match args.command {
+        Some(provisioner::Command::ExampleHelper(_)) => logging::Output::Stderr,
+        _ => logging::Output::Stdout,
+    };
+    logging::init_with(args.log_json, args.debug(), "info", output);
     choria_cli::exit_code(provisioner::run(args))
 }

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create, view and check Choria JWTs and ed25519 keys.
-    Jwt(jwt::JwtArgs),
+    Jwt(Box<jwt::JwtArgs>),
     /// Run the Choria broker (nats-server plus the authorization service).
     Broker(broker::BrokerArgs),
     /// Run a Choria server (node agent).
@@ -34,9 +34,6 @@ enum Command {
     Buildinfo(buildinfo::BuildinfoArgs),
     /// Run a whole site on this machine and provision a simulated fleet end to end.
     Demo(demo::DemoArgs),
-    /// The demo's built-in provisioning helper (run by the provisioner, not by people).
-    #[command(hide = true)]
-    DemoHelper,
 }
 
 fn main() -> ExitCode {
@@ -46,14 +43,18 @@ fn main() -> ExitCode {
         Command::Demo(_) => "warn",
         _ => "info",
     };
-    logging::init_with_default(cli.log_json, cli.debug, quiet_level);
+    logging::init_with(
+        cli.log_json,
+        cli.debug,
+        quiet_level,
+        logging::Output::Stderr,
+    );
     let result = match cli.command {
-        Command::Jwt(args) => jwt::run(args),
+        Command::Jwt(args) => jwt::run(*args),
         Command::Broker(args) => broker::run(args),
         Command::Server(args) => server::run(args),
         Command::Buildinfo(args) => buildinfo::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::DemoHelper => demo::run_helper(),
     };
     choria_cli::exit_code(result)
 }
