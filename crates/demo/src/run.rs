@@ -86,8 +86,8 @@ pub async fn run_until(
     let helper = match &options.helper {
         Some(command) => command.clone(),
         None => format!(
-            "{} demo-helper",
-            shell_quote(&options.choria_binary.display().to_string())
+            "{} example-helper",
+            shell_quote(&options.provisioner_binary.display().to_string())
         ),
     };
     let ports = SitePorts {
