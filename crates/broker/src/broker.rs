@@ -221,6 +221,7 @@ impl Broker {
                 deny_server_connections: settings.deny_server_connections,
                 issuer_mode: !settings.issuers.is_empty(),
                 pubsub_for_mtls: settings.pubsub_for_mtls,
+                client_hosts_set: !settings.client_hosts.is_empty(),
                 fips: settings.fips,
                 probe_password: probe_password.clone(),
             },

@@ -139,6 +139,9 @@ pub struct Policy {
     pub issuer_mode: bool,
     /// `plugin.security.choria.ca` is set (P_PUBSUB for verified mTLS in issuer mode).
     pub pubsub_for_mtls: bool,
+    /// `plugin.choria.network.client_hosts` is non-empty: verified mTLS connections without
+    /// a JWT are servers (P_SERVER_DEFAULT), whatever their address (spec §2.8).
+    pub client_hosts_set: bool,
     /// Reply-subject hashes without md5.
     pub fips: bool,
     /// Password of [`PROBE_USER`], random per process.
@@ -349,7 +352,13 @@ fn default_handler(
 ) -> Result<Grant, Rejection> {
     if conn.token.is_empty() {
         if conn.tls == TlsState::Verified && conn.listener == Listener::Client {
-            let permissions = if policy.issuer_mode && policy.pubsub_for_mtls {
+            let permissions = if policy.client_hosts_set {
+                if policy.deny_server_connections {
+                    permissions::deny_all()
+                } else {
+                    permissions::server_default()
+                }
+            } else if policy.issuer_mode && policy.pubsub_for_mtls {
                 permissions::pubsub()
             } else if policy.issuer_mode {
                 return Err(Rejection::IssuerModeUnknown);
@@ -710,6 +719,24 @@ mod tests {
         assert_eq!(
             decide(&mtls, &f.verifier, &conn("", TlsState::Unverified)).err(),
             Some(Rejection::CertificateRequired)
+        );
+        let mut pubsub = mtls.clone();
+        pubsub.pubsub_for_mtls = true;
+        assert_eq!(
+            decide(&pubsub, &f.verifier, &conn("", TlsState::Verified)).map(|g| g.permissions),
+            Ok(permissions::pubsub())
+        );
+        let mut servers = pubsub.clone();
+        servers.client_hosts_set = true;
+        assert_eq!(
+            decide(&servers, &f.verifier, &conn("", TlsState::Verified)).map(|g| g.permissions),
+            Ok(permissions::server_default()),
+            "an allow list makes certificate-only connections servers"
+        );
+        servers.deny_server_connections = true;
+        assert_eq!(
+            decide(&servers, &f.verifier, &conn("", TlsState::Verified)).map(|g| g.permissions),
+            Ok(permissions::deny_all())
         );
         let mut probe = conn("", TlsState::Unverified);
         probe.user = PROBE_USER;

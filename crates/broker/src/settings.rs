@@ -137,6 +137,8 @@ pub struct BrokerSettings {
     pub issuers: Vec<(String, String)>,
     /// `plugin.security.choria.ca` is set (P_PUBSUB for verified mTLS in issuer mode).
     pub pubsub_for_mtls: bool,
+    /// `plugin.choria.network.client_hosts` (upstream's allow list; see spec §2.8).
+    pub client_hosts: Vec<String>,
     /// `plugin.choria.network.deny_server_connections`.
     pub deny_server_connections: bool,
     /// JetStream, when `plugin.choria.network.stream.store` is set.
@@ -363,6 +365,7 @@ impl BrokerSettings {
             client_signers,
             issuers,
             pubsub_for_mtls: non_empty(cfg, "plugin.security.choria.ca").is_some(),
+            client_hosts: cfg.get_list_or_empty(&key("client_hosts")),
             deny_server_connections: cfg.get_bool_or(&key("deny_server_connections"), false)?,
             streams,
             cluster,

@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use choria_provisioner::example_helper::{self, ExampleHelperSettings};
+use choria_pki::CertificateAuthority;
+use choria_provisioner::example_helper::{self, ExampleHelperSettings, NodeCa};
 use choria_provisioner::{CancellationToken, ClientSettings, Provisioner, Settings};
 
 use crate::Failure;
@@ -75,6 +77,12 @@ pub struct ExampleHelperArgs {
     /// CA bundle path on the nodes.
     #[arg(long, env = "CHORIA_DEMO_CA_FILE")]
     pub ca_file: Option<String>,
+    /// Certificate of the CA that signs node CSRs (pki flow).
+    #[arg(long, env = "CHORIA_DEMO_NODE_CA", requires = "node_ca_key")]
+    pub node_ca: Option<PathBuf>,
+    /// Private key of that CA (PKCS#8 PEM).
+    #[arg(long, env = "CHORIA_DEMO_NODE_CA_KEY", requires = "node_ca")]
+    pub node_ca_key: Option<PathBuf>,
 }
 
 impl ProvisionerCli {
@@ -94,7 +102,12 @@ pub fn run(args: ProvisionerCli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve_example_helper(args: ExampleHelperArgs) -> anyhow::Result<ExitCode> {
+    let node_ca = match (&args.node_ca, &args.node_ca_key) {
+        (Some(cert), Some(key)) => Some(load_node_ca(cert, key, args.ca_file.as_deref())?),
+        _ => None,
+    };
     let settings = ExampleHelperSettings {
+        node_ca,
         broker_url: args.broker_url,
         issuer_public: args.issuer_public,
         collectives: choria_config::split_list(&args.collectives),
@@ -103,6 +116,30 @@ fn serve_example_helper(args: ExampleHelperArgs) -> anyhow::Result<ExitCode> {
     };
     example_helper::serve_stdio(&settings).context("example helper i/o failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the helper's CA; nodes are given the site CA bundle (`--ca-file`) to verify the
+/// broker, or the node CA itself when there is none.
+fn load_node_ca(cert: &Path, key: &Path, ca_file: Option<&str>) -> anyhow::Result<NodeCa> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))
+    };
+    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+    let authority = CertificateAuthority::from_pem(&cert_pem, &key_pem).with_context(|| {
+        format!(
+            "{} and {} are not a usable CA",
+            cert.display(),
+            key.display()
+        )
+    })?;
+    let trust_bundle = match ca_file {
+        Some(path) => read(Path::new(path))?,
+        None => cert_pem,
+    };
+    Ok(NodeCa {
+        authority: Arc::new(authority),
+        trust_bundle,
+    })
 }
 
 fn run_provisioner(args: RunArgs) -> anyhow::Result<ExitCode> {

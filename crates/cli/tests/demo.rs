@@ -58,11 +58,53 @@ fn every_node_of_a_small_fleet_comes_back_in_the_fleet() {
     }
     // Each node really was configured: its state directory holds a server JWT and seed.
     let node = site.join("nodes").join("node00001.demo.local");
+    let conf = std::fs::read_to_string(node.join("server.conf")).expect("server.conf");
     assert!(
-        node.join("server.conf").is_file(),
-        "no server.conf in {}",
+        conf.contains("plugin.choria.server.provision=false"),
+        "{conf}"
+    );
+    assert!(
+        node.join("server.jwt").is_file(),
+        "no server.jwt in {}",
         node.display()
     );
+    assert!(
+        node.join("server.seed").is_file(),
+        "no server.seed in {}",
+        node.display()
+    );
+}
+
+#[test]
+fn the_pki_flow_enrols_nodes_with_certificates_from_their_own_csrs() {
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let site = workdir.path().join("site");
+    let (status, stdout, stderr) = demo(&[
+        "--nodes",
+        "3",
+        "--flow",
+        "pki",
+        "--json",
+        "--timeout",
+        "120",
+        "--workdir",
+        site.to_str().expect("utf8 path"),
+    ]);
+    assert!(
+        status.success(),
+        "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(last_json(&stdout)["in_fleet"], 3, "{stdout}");
+    let ssl = site.join("nodes/node00002.demo.local/ssl");
+    let certificate = std::fs::read_to_string(ssl.join("certificate.pem")).expect("certificate");
+    assert!(certificate.contains("BEGIN CERTIFICATE"), "{certificate}");
+    assert!(
+        ssl.join("private.pem").is_file(),
+        "the node kept its own key"
+    );
+    let conf = std::fs::read_to_string(site.join("nodes/node00002.demo.local/server.conf"))
+        .expect("server.conf");
+    assert!(conf.contains("plugin.security.provider=file"), "{conf}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Connecting to the site's broker as a Choria client: the client JWT in `auth_token`
-//! and `jwt`, the broker's nonce signed with the client's ed25519 seed, TLS to the site CA.
+//! and `jwt`, the broker's nonce signed with the client's ed25519 seed, TLS to the site CA
+//! (plus a client certificate when the broker's client port is in mtls mode).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use choria_tokens::{parse_client_token_unverified, unique_id_md5, Ed25519Seed};
@@ -14,6 +15,7 @@ pub struct ClientCredentials {
     token: String,
     seed: Ed25519Seed,
     callerid: String,
+    certificate: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -40,7 +42,14 @@ impl ClientCredentials {
             token,
             seed,
             callerid: claims.callerid,
+            certificate: None,
         })
+    }
+
+    /// Also presents this client certificate and key (brokers in mtls mode demand one).
+    pub fn with_certificate(mut self, certificate: Option<(PathBuf, PathBuf)>) -> Self {
+        self.certificate = certificate;
+        self
     }
 
     /// The caller id (`choria=demo`).
@@ -72,7 +81,7 @@ impl ClientCredentials {
     ) -> Result<async_nats::Client, DemoError> {
         let token = self.token.clone();
         let seed = self.seed.clone();
-        let options = async_nats::ConnectOptions::with_auth_callback(move |nonce| {
+        let mut options = async_nats::ConnectOptions::with_auth_callback(move |nonce| {
             let token = token.clone();
             let seed = seed.clone();
             async move {
@@ -88,6 +97,9 @@ impl ClientCredentials {
         .require_tls(true)
         .custom_inbox_prefix(self.inbox_prefix("choria"))
         .connection_timeout(Duration::from_secs(5));
+        if let Some((cert, key)) = &self.certificate {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
         options
             .connect(url)
             .await

@@ -1,7 +1,7 @@
 //! The demo from start to finish: generate a site, start the broker and provisioners
 //! as child processes, start the simulated fleet, watch every node come back, report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,25 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     run_until(options, cancel).await
 }
 
+/// What the provisioners pass on to their helper: the facts a helper needs to configure
+/// nodes for this site (the node CA only in the pki flow, where the helper signs CSRs).
+fn helper_environment(site: &Site, dir: &Path) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("CHORIA_DEMO_BROKER_URL", site.broker_url.clone()),
+        ("CHORIA_DEMO_ISSUER_PUBLIC", site.issuer_public_hex.clone()),
+        ("CHORIA_DEMO_CA_FILE", site.ca.display().to_string()),
+        ("CHORIA_DEMO_SITE", dir.display().to_string()),
+    ];
+    if site.flow == Flow::Pki {
+        env.push(("CHORIA_DEMO_NODE_CA", site.node_ca.0.display().to_string()));
+        env.push((
+            "CHORIA_DEMO_NODE_CA_KEY",
+            site.node_ca.1.display().to_string(),
+        ));
+    }
+    env
+}
+
 /// Runs the demo until every node is in the fleet, the deadline passes, or `cancel` fires.
 pub async fn run_until(
     options: DemoOptions,
@@ -120,7 +139,8 @@ pub async fn run_until(
         ],
         &dir.join("broker/broker.log"),
     )?;
-    let credentials = ClientCredentials::load(&site.fleet_client.0, &site.fleet_client.1)?;
+    let credentials = ClientCredentials::load(&site.fleet_client.0, &site.fleet_client.1)?
+        .with_certificate(site.fleet_client_certificate.clone());
     let client = tokio::select! {
         client = credentials.connect_until(&site.broker_url, &site.ca, "demo-fleet-client", BROKER_PATIENCE) => client,
         _ = wait_exit(&mut broker) => return Err(exited(&mut broker)),
@@ -141,12 +161,10 @@ pub async fn run_until(
                 &site.provisioner_choria_config.display().to_string(),
             ],
             &dir.join(format!("provisioner/{name}.out")),
-            &[
-                ("CHORIA_DEMO_BROKER_URL", site.broker_url.as_str()),
-                ("CHORIA_DEMO_ISSUER_PUBLIC", site.issuer_public_hex.as_str()),
-                ("CHORIA_DEMO_CA_FILE", &site.ca.display().to_string()),
-                ("CHORIA_DEMO_SITE", &dir.display().to_string()),
-            ],
+            &helper_environment(&site, &dir)
+                .iter()
+                .map(|(key, value)| (*key, value.as_str()))
+                .collect::<Vec<_>>(),
         )?;
         provisioners.push(service);
     }

@@ -112,6 +112,8 @@ pub struct Site {
     pub issuer_public_hex: String,
     /// The fleet client's token and seed files.
     pub fleet_client: (PathBuf, PathBuf),
+    /// The fleet client's certificate and key (pki flow: the broker demands mTLS).
+    pub fleet_client_certificate: Option<(PathBuf, PathBuf)>,
     /// The URL nodes use to reach the broker after provisioning.
     pub broker_url: String,
     /// The URL nodes use while provisioning.
@@ -153,6 +155,25 @@ impl Site {
         )?;
         write_public(&dir.join("broker/broker.pem"), &broker_cert.certificate_pem)?;
         write_secret(&dir.join("broker/broker.key"), &broker_cert.private_key_pem)?;
+        // In mtls mode everyone on the client port shows a certificate: the operator's
+        // clients get theirs from the site CA, nodes from the helper's node CA.
+        let client_certificate = |name: &str| -> Result<(PathBuf, PathBuf), DemoError> {
+            let issued = ca.issue_client_certificate(&format!("{name}.demo.local"))?;
+            let paths = (
+                dir.join(format!("keys/{name}.pem")),
+                dir.join(format!("keys/{name}.key")),
+            );
+            write_public(&paths.0, &issued.certificate_pem)?;
+            write_secret(&paths.1, &issued.private_key_pem)?;
+            Ok(paths)
+        };
+        let (fleet_client_certificate, provisioner_certificate) = match options.flow {
+            Flow::Jwt => (None, None),
+            Flow::Pki => (
+                Some(client_certificate("fleet-client")?),
+                Some(client_certificate("provisioner")?),
+            ),
+        };
 
         // The organisation issuer: the root of trust for every JWT in the fleet.
         let issuer = Ed25519Seed::generate();
@@ -253,7 +274,7 @@ impl Site {
         let provisioner_choria_config = dir.join("provisioner/choria.conf");
         write_secret(
             &provisioner_choria_config,
-            &provisioner_choria_text(&dir, &broker_url),
+            &provisioner_choria_text(&dir, &broker_url, provisioner_certificate.as_ref()),
         )?;
         let mut provisioner_configs = Vec::new();
         for index in 1..=options.provisioners.max(1) {
@@ -281,6 +302,7 @@ impl Site {
             node_ca: (dir.join("ca/node-ca.pem"), dir.join("ca/node-ca.key")),
             issuer_public_hex: issuer.public_key_hex(),
             fleet_client: (fleet_token, fleet_seed_file),
+            fleet_client_certificate,
             broker_url,
             provisioning_url,
             dir,
@@ -349,15 +371,22 @@ fn broker_config_text(
                 "plugin.security.choria.ca = {}",
                 p("ca/bundle.pem")
             ));
+            // Certificate-only nodes are servers: with an allow list set the broker gives
+            // verified connections without a JWT the default server permissions.
+            lines.push("plugin.choria.network.client_hosts = 127.0.0.1".into());
         }
     }
     lines.push(String::new());
     lines.join("\n")
 }
 
-fn provisioner_choria_text(dir: &Path, broker_url: &str) -> String {
+fn provisioner_choria_text(
+    dir: &Path,
+    broker_url: &str,
+    certificate: Option<&(PathBuf, PathBuf)>,
+) -> String {
     let p = |rel: &str| dir.join(rel).display().to_string();
-    [
+    let mut lines = vec![
         "# Choria client configuration of the demo provisioners (generated).".to_string(),
         "identity = provisioner.demo.local".into(),
         format!("plugin.choria.middleware_hosts = {broker_url}"),
@@ -371,9 +400,16 @@ fn provisioner_choria_text(dir: &Path, broker_url: &str) -> String {
             p("keys/provisioner.seed")
         ),
         format!("plugin.security.choria.ca = {}", p("ca/ca.pem")),
-        String::new(),
-    ]
-    .join("\n")
+    ];
+    if let Some((cert, key)) = certificate {
+        lines.push(format!(
+            "plugin.security.choria.certificate = {}",
+            cert.display()
+        ));
+        lines.push(format!("plugin.security.choria.key = {}", key.display()));
+    }
+    lines.push(String::new());
+    lines.join("\n")
 }
 
 fn provisioner_config_text(
@@ -387,6 +423,7 @@ fn provisioner_config_text(
     let p = |rel: &str| dir.join(rel).display().to_string();
     let features = match options.flow {
         Flow::Jwt => serde_json::json!({"jwt": true, "ed25519": true}),
+        // Nodes make their own RSA key and CSR; the helper's CA signs it.
         Flow::Pki => serde_json::json!({"pki": true, "jwt": true}),
     };
     let config = serde_json::json!({

@@ -43,6 +43,9 @@ pub enum Credentials {
         token: String,
         /// Seed that signs the server nonce.
         seed: Arc<Ed25519Seed>,
+        /// Client certificate and key (`plugin.security.choria.certificate`/`.key`), for
+        /// brokers whose client port demands one (mtls mode).
+        certificate: Option<(PathBuf, PathBuf)>,
     },
     /// x509 client certificate (`plugin.security.provider = file`).
     Certificate {
@@ -162,10 +165,30 @@ impl ClientSettings {
                 reason: e.to_string(),
             })?;
             let ca = config.get_path("plugin.security.choria.ca")?;
+            let certificate = match (
+                config.get_path("plugin.security.choria.certificate")?,
+                config.get_path("plugin.security.choria.key")?,
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(ClientError::Invalid {
+                        key: "plugin.security.choria.key",
+                        reason: "required with plugin.security.choria.certificate".into(),
+                    })
+                }
+                (None, Some(_)) => {
+                    return Err(ClientError::Invalid {
+                        key: "plugin.security.choria.certificate",
+                        reason: "required with plugin.security.choria.key".into(),
+                    })
+                }
+            };
             (
                 Credentials::Jwt {
                     token,
                     seed: Arc::new(seed),
+                    certificate,
                 },
                 claims.callerid,
                 ca,
@@ -212,22 +235,32 @@ impl ClientSettings {
     /// Connects (retrying until the broker accepts us).
     pub async fn connect(&self) -> Result<async_nats::Client, ClientError> {
         let mut options = match &self.credentials {
-            Credentials::Jwt { token, seed } => {
+            Credentials::Jwt {
+                token,
+                seed,
+                certificate,
+            } => {
                 let (token, seed, password) = (token.clone(), seed.clone(), self.password.clone());
-                async_nats::ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
-                    let (token, seed, password) = (token.clone(), seed.clone(), password.clone());
-                    async move {
-                        let mut auth = async_nats::Auth::new();
-                        auth.token = Some(token.clone());
-                        auth.jwt = Some(token);
-                        auth.signature = Some(seed.sign(&nonce).to_vec());
-                        if !password.is_empty() {
-                            auth.username = Some("provisioner".into());
-                            auth.password = Some(password);
+                let options =
+                    async_nats::ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
+                        let (token, seed, password) =
+                            (token.clone(), seed.clone(), password.clone());
+                        async move {
+                            let mut auth = async_nats::Auth::new();
+                            auth.token = Some(token.clone());
+                            auth.jwt = Some(token);
+                            auth.signature = Some(seed.sign(&nonce).to_vec());
+                            if !password.is_empty() {
+                                auth.username = Some("provisioner".into());
+                                auth.password = Some(password);
+                            }
+                            Ok(auth)
                         }
-                        Ok(auth)
-                    }
-                })
+                    });
+                match certificate {
+                    Some((cert, key)) => options.add_client_certificate(cert.clone(), key.clone()),
+                    None => options,
+                }
             }
             Credentials::Certificate { cert, key } => {
                 let mut o = async_nats::ConnectOptions::new()

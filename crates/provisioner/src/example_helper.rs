@@ -1,19 +1,25 @@
-//! A built-in helper for demos and tests of the jwt + ed25519 flow: decides every node's
-//! configuration from a few site facts, and serves the persistent helper protocol.
+//! A built-in helper for demos and tests: decides every node's configuration from a few
+//! site facts, and serves the persistent helper protocol.
 //!
-//! Run it as a subcommand of a binary (`serve_stdio`) and point `helper` at that
-//! command with `helper_mode: persistent`.
+//! It configures nodes for the jwt flow (server JWT for the node's ed25519 key), the pki
+//! flow (its CA signs the node's CSR; the node then connects with mTLS), or both at once.
+//! Run it as a subcommand of a binary (`serve_stdio`) and point `helper` at that command
+//! with `helper_mode: persistent`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use choria_pki::CertificateAuthority;
+
 use crate::helper::{
-    HelperReply, HelperRequest, ServerClaimsInput, ServerPermissionsInput, MAX_HELPER_OUTPUT,
+    CsrInput, Ed25519Input, HelperReply, HelperRequest, ServerClaimsInput, ServerPermissionsInput,
+    MAX_HELPER_OUTPUT,
 };
 
 /// Facts about the site the helper configures nodes for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ExampleHelperSettings {
     /// Broker URL(s) written to `plugin.choria.middleware_hosts`.
     pub broker_url: String,
@@ -23,10 +29,22 @@ pub struct ExampleHelperSettings {
     pub collectives: Vec<String>,
     /// Path of the CA bundle on the node (`plugin.security.choria.ca`), if any.
     pub ca_file: Option<String>,
-    /// Server token lifetime.
+    /// The CA that signs node certificate requests (pki flow), with the PEM bundle nodes
+    /// are given to verify the broker.
+    pub node_ca: Option<NodeCa>,
+    /// Server token and certificate lifetime.
     pub validity: Duration,
     /// Extra configuration lines, added last (they override the defaults).
     pub extra_configuration: BTreeMap<String, String>,
+}
+
+/// The helper's certificate authority for the pki flow.
+#[derive(Debug, Clone)]
+pub struct NodeCa {
+    /// Signs node CSRs.
+    pub authority: Arc<CertificateAuthority>,
+    /// PEM bundle written to the node's `ca.pem` (must verify the broker).
+    pub trust_bundle: String,
 }
 
 impl Default for ExampleHelperSettings {
@@ -36,6 +54,7 @@ impl Default for ExampleHelperSettings {
             issuer_public: String::new(),
             collectives: vec!["choria".into()],
             ca_file: None,
+            node_ca: None,
             validity: Duration::from_secs(365 * 24 * 3600),
             extra_configuration: BTreeMap::new(),
         }
@@ -55,29 +74,58 @@ pub fn reply_for(settings: &ExampleHelperSettings, request: &HelperRequest) -> H
     if !crate::registry::valid_identity(&request.identity) {
         return defer("missing or unusable identity");
     }
-    let Some(ed) = &request.ed25519_pubkey else {
-        return defer("no ed25519 public key: enable features.ed25519 in the provisioner");
-    };
-    if ed.public_key.len() != 64 || hex::decode(&ed.public_key).is_err() {
-        return defer("ed25519 public key is not 64 hex characters");
-    }
-    if !ed.directory.starts_with('/') {
-        return defer("node did not report an absolute configuration directory");
-    }
     if request.jwt.is_none() {
         return defer("no verified provisioning token: enable features.jwt");
     }
     if settings.issuer_public.len() != 64 {
         return defer("helper issuer public key is not configured");
     }
+    let pki = match (&request.csr, &settings.node_ca) {
+        (Some(csr), Some(ca)) => Some((csr, ca)),
+        (Some(_), None) => {
+            return defer("node sent a CSR but the helper has no CA: set CHORIA_DEMO_NODE_CA")
+        }
+        (None, _) => None,
+    };
+    let ed25519 = request.ed25519_pubkey.as_ref();
+    if pki.is_none() && ed25519.is_none() {
+        return defer(
+            "neither an ed25519 public key nor a CSR: enable features.ed25519 or features.pki",
+        );
+    }
     let collectives = if settings.collectives.is_empty() {
         vec!["choria".to_string()]
     } else {
         settings.collectives.clone()
     };
-    let dir = ed.directory.trim_end_matches('/');
+    let mut reply = HelperReply {
+        msg: "configured by the built-in example helper".into(),
+        configuration: base_configuration(settings, &request.identity, &collectives),
+        ..HelperReply::default()
+    };
+    if let Some((csr, ca)) = pki {
+        if let Err(why) = add_certificate(&mut reply, settings, &request.identity, csr, ca) {
+            return defer(&why);
+        }
+    }
+    if let Some(ed) = ed25519 {
+        if let Err(why) = add_server_token(&mut reply, settings, ed, collectives) {
+            return defer(why);
+        }
+    }
+    reply
+        .configuration
+        .extend(settings.extra_configuration.clone());
+    reply
+}
+
+fn base_configuration(
+    settings: &ExampleHelperSettings,
+    identity: &str,
+    collectives: &[String],
+) -> BTreeMap<String, String> {
     let mut configuration: BTreeMap<String, String> = [
-        ("identity", request.identity.as_str()),
+        ("identity", identity),
         ("loglevel", "info"),
         ("plugin.choria.server.provision", "false"),
         (
@@ -85,7 +133,6 @@ pub fn reply_for(settings: &ExampleHelperSettings, request: &HelperRequest) -> H
             settings.broker_url.as_str(),
         ),
         ("plugin.choria.use_srv", "false"),
-        ("plugin.security.provider", "choria"),
         ("plugin.security.issuer.names", "choria"),
         (
             "plugin.security.issuer.choria.public",
@@ -97,36 +144,99 @@ pub fn reply_for(settings: &ExampleHelperSettings, request: &HelperRequest) -> H
     .collect();
     configuration.insert("collectives".into(), collectives.join(","));
     configuration.insert("main_collective".into(), collectives[0].clone());
-    configuration.insert(
-        "plugin.security.choria.token_file".into(),
-        format!("{dir}/server.jwt"),
-    );
-    configuration.insert(
-        "plugin.security.choria.seed_file".into(),
-        format!("{dir}/server.seed"),
-    );
     if let Some(ca) = &settings.ca_file {
         configuration.insert("plugin.security.choria.ca".into(), ca.clone());
     }
-    configuration.extend(settings.extra_configuration.clone());
+    configuration
+}
+
+/// pki flow: sign the node's own CSR and point its file security provider at the result.
+fn add_certificate(
+    reply: &mut HelperReply,
+    settings: &ExampleHelperSettings,
+    identity: &str,
+    csr: &CsrInput,
+    ca: &NodeCa,
+) -> Result<(), String> {
+    if !csr.ssldir.starts_with('/') {
+        return Err("node did not report an absolute ssldir".into());
+    }
+    let name =
+        choria_pki::csr_common_name(&csr.csr).map_err(|err| format!("unusable CSR: {err}"))?;
+    if name != identity {
+        return Err(format!(
+            "CSR is for {name:?}, not for the node's identity {identity:?}"
+        ));
+    }
+    reply.certificate = ca
+        .authority
+        .sign_csr(&csr.csr, settings.validity)
+        .map_err(|err| format!("could not sign the CSR: {err}"))?;
+    reply.ca = ca.trust_bundle.clone();
+    reply.ssldir = csr.ssldir.clone();
+    let ssldir = csr.ssldir.trim_end_matches('/');
+    // Both providers' keys: `file` for certificate-only nodes, `choria` for nodes that
+    // also get a server JWT and show the certificate to brokers in mtls mode.
+    for (key, file) in [
+        ("plugin.security.file.certificate", "certificate.pem"),
+        ("plugin.security.file.key", "private.pem"),
+        ("plugin.security.file.ca", "ca.pem"),
+        ("plugin.security.choria.certificate", "certificate.pem"),
+        ("plugin.security.choria.key", "private.pem"),
+        ("plugin.security.choria.ca", "ca.pem"),
+    ] {
+        reply
+            .configuration
+            .insert(key.into(), format!("{ssldir}/{file}"));
+    }
+    reply
+        .configuration
+        .insert("plugin.choria.ssldir".into(), ssldir.to_string());
+    reply
+        .configuration
+        .insert("plugin.security.provider".into(), "file".into());
+    Ok(())
+}
+
+/// jwt flow: a server token for the node's ed25519 key, signed by the provisioner.
+fn add_server_token(
+    reply: &mut HelperReply,
+    settings: &ExampleHelperSettings,
+    ed: &Ed25519Input,
+    collectives: Vec<String>,
+) -> Result<(), &'static str> {
+    if ed.public_key.len() != 64 || hex::decode(&ed.public_key).is_err() {
+        return Err("ed25519 public key is not 64 hex characters");
+    }
+    if !ed.directory.starts_with('/') {
+        return Err("node did not report an absolute configuration directory");
+    }
+    let dir = ed.directory.trim_end_matches('/');
+    reply
+        .configuration
+        .insert("plugin.security.provider".into(), "choria".into());
+    reply.configuration.insert(
+        "plugin.security.choria.token_file".into(),
+        format!("{dir}/server.jwt"),
+    );
+    reply.configuration.insert(
+        "plugin.security.choria.seed_file".into(),
+        format!("{dir}/server.seed"),
+    );
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    HelperReply {
-        msg: "configured by the built-in example helper".into(),
-        configuration,
-        server_claims: Some(ServerClaimsInput {
-            exp: Some(now + settings.validity.as_secs() as i64),
-            collectives,
-            permissions: Some(ServerPermissionsInput {
-                submission: true,
-                ..Default::default()
-            }),
+    reply.server_claims = Some(ServerClaimsInput {
+        exp: Some(now + settings.validity.as_secs() as i64),
+        collectives,
+        permissions: Some(ServerPermissionsInput {
+            submission: true,
             ..Default::default()
         }),
-        ..HelperReply::default()
-    }
+        ..Default::default()
+    });
+    Ok(())
 }
 
 /// Answers one request line (JSON in, JSON out); garbage in gives a defer out.
@@ -170,7 +280,6 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::helper::Ed25519Input;
 
     fn settings() -> ExampleHelperSettings {
         ExampleHelperSettings {
@@ -231,5 +340,52 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("\"defer\":false"));
         assert!(lines[1].contains("\"defer\":true"));
+    }
+
+    fn pki_request(common_name: &str) -> HelperRequest {
+        let key = choria_pki::generate_rsa_key_pem(2048).expect("rsa");
+        HelperRequest {
+            csr: Some(CsrInput {
+                csr: choria_pki::generate_csr(common_name, &key).expect("csr"),
+                public_key: String::new(),
+                ssldir: "/var/lib/n1/ssl".into(),
+            }),
+            ed25519_pubkey: None,
+            ..request()
+        }
+    }
+
+    #[test]
+    fn signs_the_node_csr_with_its_ca_in_the_pki_flow() {
+        let authority = CertificateAuthority::generate("Helper CA").expect("ca");
+        let mut settings = settings();
+        assert!(
+            reply_for(&settings, &pki_request("n1.example.net")).defer,
+            "a CSR without a CA to sign it is deferred"
+        );
+        settings.node_ca = Some(NodeCa {
+            trust_bundle: authority.certificate_pem().to_string(),
+            authority: Arc::new(authority),
+        });
+        let reply = reply_for(&settings, &pki_request("n1.example.net"));
+        assert!(!reply.defer, "{reply:?}");
+        assert!(reply.certificate.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(reply.ssldir, "/var/lib/n1/ssl");
+        assert!(
+            reply.server_claims.is_none(),
+            "no ed25519 key, no server JWT"
+        );
+        assert_eq!(reply.configuration["plugin.security.provider"], "file");
+        assert_eq!(
+            reply.configuration["plugin.security.file.certificate"],
+            "/var/lib/n1/ssl/certificate.pem"
+        );
+        let (_, pem) = x509_parser::pem::parse_x509_pem(reply.certificate.as_bytes()).expect("pem");
+        let cert = pem.parse_x509().expect("x509");
+        assert!(cert.subject().to_string().contains("n1.example.net"));
+
+        let other = reply_for(&settings, &pki_request("intruder.example.net"));
+        assert!(other.defer, "a CSR for another name is refused");
+        assert!(other.msg.contains("intruder.example.net"), "{}", other.msg);
     }
 }

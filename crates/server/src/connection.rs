@@ -37,8 +37,11 @@ pub enum Credentials {
     ServerJwt {
         /// The server JWT (trimmed).
         jwt: String,
-        /// The node's seed.
-        seed: choria_tokens::Ed25519Seed,
+        /// The node's seed (boxed: it dwarfs the other variants).
+        seed: Box<choria_tokens::Ed25519Seed>,
+        /// Client certificate and key shown to brokers in mtls mode
+        /// (`plugin.security.choria.certificate` / `.key`).
+        certificate: Option<(PathBuf, PathBuf)>,
     },
     /// Normal mode with mTLS: the certificate is the credential.
     Certificate {
@@ -156,7 +159,14 @@ fn options(spec: &ConnectSpec) -> Result<ConnectOptions, ConnectError> {
     });
     let tls = match (&spec.ca, &spec.credentials) {
         (None, _) => anonymous_tls(),
-        (Some(ca), Credentials::Certificate { cert, key }) => verified_tls(ca, Some((cert, key)))?,
+        (Some(ca), Credentials::Certificate { cert, key })
+        | (
+            Some(ca),
+            Credentials::ServerJwt {
+                certificate: Some((cert, key)),
+                ..
+            },
+        ) => verified_tls(ca, Some((cert, key)))?,
         (Some(ca), _) => verified_tls(ca, None)?,
     };
     options = options
@@ -187,7 +197,7 @@ fn authenticate(credentials: &Credentials, nonce: &[u8]) -> Result<Auth, AuthErr
                 auth.password = Some(pass.clone());
             }
         }
-        Credentials::ServerJwt { jwt, seed } => {
+        Credentials::ServerJwt { jwt, seed, .. } => {
             auth.token = Some(jwt.clone());
             auth.jwt = Some(jwt.clone());
             let signature = choria_tokens::sign_nonce(seed, nonce);

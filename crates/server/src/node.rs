@@ -283,61 +283,79 @@ impl Node {
             .or_else(|| config.get("plugin.security.file.ca"))
             .map(PathBuf::from)
             .or_else(|| Some(ssldir.join("ca.pem")).filter(|p| p.exists()));
-        let (credentials, collectives, trust, reply_key) =
-            match startup::token_and_seed(config, &config_dir) {
-                Some((token_file, seed_file)) => {
-                    let claims =
-                        startup::check_token_and_seed(&token_file, &seed_file, SystemTime::now())
-                            .map_err(NodeError::NormalMode)?;
-                    let jwt = choria_config::files::read_capped_string(
-                        &token_file,
-                        crate::settings::MAX_TOKEN_BYTES,
-                    )
-                    .map_err(|e| NodeError::NormalMode(e.to_string()))?
-                    .trim()
-                    .to_string();
-                    let seed = choria_tokens::Ed25519Seed::from_file(&seed_file)
-                        .map_err(|e| NodeError::NormalMode(e.to_string()))?;
-                    // Replies are signed unless plugin.security.choria.sign_replies is false.
-                    let sign = config
-                        .get_bool("plugin.security.choria.sign_replies")
-                        .ok()
+        let (credentials, collectives, trust, reply_key) = match startup::token_and_seed(
+            config,
+            &config_dir,
+        ) {
+            Some((token_file, seed_file)) => {
+                let claims =
+                    startup::check_token_and_seed(&token_file, &seed_file, SystemTime::now())
+                        .map_err(NodeError::NormalMode)?;
+                let jwt = choria_config::files::read_capped_string(
+                    &token_file,
+                    crate::settings::MAX_TOKEN_BYTES,
+                )
+                .map_err(|e| NodeError::NormalMode(e.to_string()))?
+                .trim()
+                .to_string();
+                let seed = choria_tokens::Ed25519Seed::from_file(&seed_file)
+                    .map_err(|e| NodeError::NormalMode(e.to_string()))?;
+                // Replies are signed unless plugin.security.choria.sign_replies is false.
+                let sign = config
+                    .get_bool("plugin.security.choria.sign_replies")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(true);
+                let reply_key =
+                    sign.then(|| seed_signing_key(&seed))
                         .flatten()
-                        .unwrap_or(true);
-                    let reply_key =
-                        sign.then(|| seed_signing_key(&seed))
-                            .flatten()
-                            .map(|key| ReplyKey {
-                                key,
-                                jwt: jwt.clone(),
-                            });
-                    (
-                        Credentials::ServerJwt { jwt, seed },
-                        claims.collectives,
-                        trust_from(config),
-                        reply_key,
-                    )
+                        .map(|key| ReplyKey {
+                            key,
+                            jwt: jwt.clone(),
+                        });
+                let certificate = match (
+                        config.get("plugin.security.choria.certificate"),
+                        config.get("plugin.security.choria.key"),
+                    ) {
+                        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+                        (None, None) => None,
+                        _ => {
+                            return Err(NodeError::NormalMode(
+                                "plugin.security.choria.certificate and plugin.security.choria.key must be set together".into(),
+                            ))
+                        }
+                    };
+                (
+                    Credentials::ServerJwt {
+                        jwt,
+                        seed: Box::new(seed),
+                        certificate,
+                    },
+                    claims.collectives,
+                    trust_from(config),
+                    reply_key,
+                )
+            }
+            None => {
+                let cert = ssldir.join("certificate.pem");
+                let key = ssldir.join("private.pem");
+                if !cert.exists() || !key.exists() || ca.is_none() {
+                    return Err(NodeError::NormalMode(format!(
+                        "no server JWT configured and no certificate, key and CA in {}",
+                        ssldir.display()
+                    )));
                 }
-                None => {
-                    let cert = ssldir.join("certificate.pem");
-                    let key = ssldir.join("private.pem");
-                    if !cert.exists() || !key.exists() || ca.is_none() {
-                        return Err(NodeError::NormalMode(format!(
-                            "no server JWT configured and no certificate, key and CA in {}",
-                            ssldir.display()
-                        )));
-                    }
-                    let collectives = config
-                        .get_list("collectives")
-                        .unwrap_or_else(|| vec!["mcollective".into()]);
-                    (
-                        Credentials::Certificate { cert, key },
-                        collectives,
-                        trust_from(config),
-                        None,
-                    )
-                }
-            };
+                let collectives = config
+                    .get_list("collectives")
+                    .unwrap_or_else(|| vec!["mcollective".into()]);
+                (
+                    Credentials::Certificate { cert, key },
+                    collectives,
+                    trust_from(config),
+                    None,
+                )
+            }
+        };
         if collectives.is_empty() {
             return Err(NodeError::NormalMode(
                 "the server has no collectives".into(),

@@ -85,7 +85,11 @@ async fn provisioned_node_connects_with_its_server_jwt() {
             "choria.reply.{}",
             choria_tokens::unique_id_md5("n3.example.net")
         ),
-        credentials: Credentials::ServerJwt { jwt, seed },
+        credentials: Credentials::ServerJwt {
+            jwt,
+            seed: Box::new(seed),
+            certificate: None,
+        },
         ca: Some(site.ca_path.clone()),
     };
     let node = tokio::time::timeout(WAIT, connect(&spec, &cancel))
@@ -139,7 +143,11 @@ async fn verified_tls_refuses_an_unknown_ca() {
         servers: parse_urls(&site.broker_url).unwrap(),
         name: "n4.example.net".into(),
         inbox_prefix: "choria.reply".into(),
-        credentials: Credentials::ServerJwt { jwt, seed },
+        credentials: Credentials::ServerJwt {
+            jwt,
+            seed: Box::new(seed),
+            certificate: None,
+        },
         ca: Some(ca),
     };
     let stop = cancel.clone();
