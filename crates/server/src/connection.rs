@@ -93,6 +93,21 @@ pub enum ConnectError {
     NoServers,
 }
 
+/// Stops async-nats from reading the system's root certificates on every connection.
+///
+/// async-nats 0.51 loads (and then discards) the whole system root store for every TLS
+/// connection that brings its own rustls configuration (nats-io/nats.rs#1622). Nodes always
+/// bring their own, the site CA or unverified TLS while provisioning, and never trust the
+/// system roots. Profiling a simulated fleet put a quarter of its CPU time in that loading,
+/// so processes that only run nodes point the loader at an empty file.
+///
+/// It sets process environment: call it before any other thread starts, and only in a
+/// process whose NATS connections all bring their own trust roots.
+pub fn skip_unused_system_roots() {
+    std::env::set_var("SSL_CERT_FILE", "/dev/null");
+    std::env::remove_var("SSL_CERT_DIR");
+}
+
 /// Connects, retrying the initial connection with 0.5–5 s backoff until `cancel` fires.
 pub async fn connect(
     spec: &ConnectSpec,

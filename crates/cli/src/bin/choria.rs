@@ -51,6 +51,11 @@ fn main() -> ExitCode {
         quiet_level,
         logging::Output::Stderr,
     );
+    if matches!(cli.command, Command::Server(_) | Command::Demo(_)) {
+        // Nodes and the demo's fleet client bring their own trust roots. Still
+        // single-threaded here, as setting the environment requires.
+        choria_server::connection::skip_unused_system_roots();
+    }
     let result = match cli.command {
         Command::Jwt(args) => jwt::run(*args),
         Command::Broker(args) => broker::run(args),
