@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// Give up on nodes not in the fleet after this many seconds (default scales with --nodes).
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// Boot this many nodes a second, like machines coming up across a site (default: all
+    /// at once, a power-on storm). Latency is measured from each node's own boot.
+    #[arg(long, value_name = "NODES_PER_SECOND")]
+    pub boot_rate: Option<u32>,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
@@ -83,6 +87,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         provisioners: args.provisioners,
         workers: args.workers,
         timeout: args.timeout.map(std::time::Duration::from_secs),
+        boot_rate: args.boot_rate,
         progress: !args.json,
         choria_binary: choria.clone(),
         provisioner_binary: choria.with_file_name("choria-provisioner"),

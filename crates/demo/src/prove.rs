@@ -105,6 +105,19 @@ impl Shared {
     }
 }
 
+/// Records node boots for a [`FleetWatch`]; cheap to clone.
+#[derive(Clone)]
+pub struct BootRecorder {
+    shared: Arc<Shared>,
+}
+
+impl BootRecorder {
+    /// Notes that `identity` booted at `at`.
+    pub fn record(&self, identity: String, at: Instant) {
+        self.shared.state().start_times.insert(identity, at);
+    }
+}
+
 /// Watches lifecycle events and ping replies until stopped.
 pub struct FleetWatch {
     shared: Arc<Shared>,
@@ -163,9 +176,16 @@ impl FleetWatch {
         })
     }
 
-    /// Records when each node was started, for per-node latency.
-    pub fn set_start_times(&self, times: HashMap<String, Instant>) {
-        self.shared.state().start_times = times;
+    /// A handle the fleet uses to record when each node boots, for per-node latency.
+    pub fn boots(&self) -> BootRecorder {
+        BootRecorder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// How many nodes have booted so far.
+    pub fn booted(&self) -> usize {
+        self.shared.state().start_times.len()
     }
 
     /// The current counts.

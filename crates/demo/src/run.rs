@@ -36,6 +36,8 @@ pub struct DemoOptions {
     pub workers: usize,
     /// Give up on nodes not in the fleet after this long (default scales with `nodes`).
     pub timeout: Option<Duration>,
+    /// Nodes booted per second; `None` boots them all at once.
+    pub boot_rate: Option<u32>,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// The `choria` binary (runs the broker).
@@ -47,8 +49,13 @@ pub struct DemoOptions {
 impl DemoOptions {
     fn deadline(&self) -> Duration {
         // Generous: 60 s plus 100 ms a node; the benchmark measures speed, not this.
-        self.timeout
-            .unwrap_or(Duration::from_secs(60) + Duration::from_millis(100) * self.nodes as u32)
+        let booting = match self.boot_rate.filter(|rate| *rate > 0) {
+            Some(rate) => Duration::from_secs_f64(self.nodes as f64 / f64::from(rate)),
+            None => Duration::ZERO,
+        };
+        self.timeout.unwrap_or(
+            Duration::from_secs(60) + Duration::from_millis(100) * self.nodes as u32 + booting,
+        )
     }
 }
 
@@ -170,8 +177,13 @@ pub async fn run_until(
     }
 
     let started = Instant::now();
-    let fleet = Fleet::start(&site, options.nodes, cancel.child_token()).await?;
-    watch.set_start_times(fleet.start_times());
+    let fleet = Fleet::start(
+        &site,
+        options.nodes,
+        options.boot_rate,
+        watch.boots(),
+        cancel.child_token(),
+    )?;
     let progress = options
         .progress
         .then(|| crate::progress::Progress::new(options.nodes as u64));
@@ -288,6 +300,7 @@ mod tests {
             provisioners: 1,
             workers: 4,
             timeout: None,
+            boot_rate: None,
             progress: false,
             choria_binary: PathBuf::from("choria"),
             provisioner_binary: PathBuf::from("choria-provisioner"),
