@@ -228,6 +228,7 @@ impl Broker {
             verifier,
             issuer,
             metrics: metrics.clone(),
+            stale_after: Some(settings.auth_timeout),
         });
         let service_loop = callout::start(
             service_client.clone(),

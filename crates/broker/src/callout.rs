@@ -2,7 +2,7 @@
 //! account that decodes each request, runs [`crate::decision::decide`] and answers.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
 use nkeys::KeyPair;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decision::{decide, Connection, Policy, TokenVerifier};
 use crate::metrics::{DecisionLabels, Metrics};
-use crate::natsjwt::{decode_request, encode_response};
+use crate::natsjwt::{decode_request, encode_response, AuthorizationRequest};
 
 /// The subject nats-server sends authorization requests to.
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
@@ -28,9 +28,24 @@ pub struct AuthService {
     pub issuer: KeyPair,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Requests older than this are skipped: nats-server has already refused the client.
+    /// Deciding them anyway only takes CPU from the broker during a reconnect storm.
+    pub stale_after: Option<Duration>,
 }
 
 impl AuthService {
+    fn is_stale(&self, request: &AuthorizationRequest) -> bool {
+        let (Some(limit), true) = (self.stale_after, request.issued_at > 0) else {
+            return false;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        // `iat` is truncated to whole seconds: allow one more before calling it stale.
+        now.saturating_sub(request.issued_at) > limit.as_secs() as i64 + 1
+    }
+
     /// Handles one raw request and returns the signed response (if the request was decodable).
     pub fn handle(&self, payload: &[u8]) -> Option<String> {
         let started = Instant::now();
@@ -42,6 +57,14 @@ impl AuthService {
                 return None;
             }
         };
+        if self.is_stale(&request) {
+            self.metrics.stale.inc();
+            tracing::debug!(
+                remote = request.client_info.host,
+                "skipping an authorization request nats-server has already timed out"
+            );
+            return None;
+        }
         let conn = Connection::from_request(&request);
         let decision = decide(&self.policy, self.verifier.as_ref(), &conn);
         let (outcome, account) = match &decision {
@@ -147,4 +170,65 @@ pub async fn start(
         }
         let _ = subscription.unsubscribe().await;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    fn request_issued_at(server: &KeyPair, iat: i64) -> String {
+        let body = serde_json::json!({
+            "iss": server.public_key(), "sub": "UABC", "iat": iat,
+            "nats": {
+                "server_id": {"id": server.public_key(), "name": "n"},
+                "user_nkey": "UABC",
+                "client_info": {"host": "127.0.0.1", "id": 7, "kind": "Client", "type": "nats"},
+                "connect_opts": {"name": "node1"},
+                "client_tls": {"version": "1.3"},
+                "type": "authorization_request",
+                "version": 2
+            }
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+            URL_SAFE_NO_PAD.encode(body.to_string())
+        );
+        let signature = server.sign(input.as_bytes()).expect("sign");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    #[test]
+    fn requests_nats_server_already_gave_up_on_are_skipped() {
+        let service = AuthService {
+            policy: Policy::default(),
+            verifier: Arc::new(crate::verify::ChoriaVerifier::new(
+                None,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            )),
+            issuer: KeyPair::new_account(),
+            metrics: Metrics::new(),
+            stale_after: Some(Duration::from_secs(2)),
+        };
+        let server = KeyPair::new_server();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .expect("clock");
+        assert!(
+            service
+                .handle(request_issued_at(&server, now).as_bytes())
+                .is_some(),
+            "a fresh request is answered (here with a refusal: it has no token)"
+        );
+        assert_eq!(service.metrics.stale.get(), 0);
+        assert!(service
+            .handle(request_issued_at(&server, now - 60).as_bytes())
+            .is_none());
+        assert_eq!(service.metrics.stale.get(), 1);
+    }
 }

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub latency: Histogram,
     /// `choria_broker_auth_undecodable_requests`: requests that were not valid callout JWTs.
     pub undecodable: Counter,
+    /// `choria_broker_auth_stale_requests`: requests skipped because nats-server had
+    /// already given up on them (older than its auth timeout).
+    pub stale: Counter,
     /// `choria_broker_nats_server_up`: 1 while nats-server runs.
     pub up: Gauge,
     /// `choria_broker_nats_server_restarts`: restarts after unexpected exits.
@@ -44,6 +47,7 @@ impl Metrics {
         let decisions = Family::<DecisionLabels, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let undecodable = Counter::default();
+        let stale = Counter::default();
         let up = Gauge::default();
         let restarts = Counter::default();
         registry.register(
@@ -62,6 +66,11 @@ impl Metrics {
             undecodable.clone(),
         );
         registry.register(
+            "auth_stale_requests",
+            "Authorization requests skipped because nats-server had already timed them out",
+            stale.clone(),
+        );
+        registry.register(
             "nats_server_up",
             "1 while nats-server is running",
             up.clone(),
@@ -76,6 +85,7 @@ impl Metrics {
             decisions,
             latency,
             undecodable,
+            stale,
             up,
             restarts,
         })

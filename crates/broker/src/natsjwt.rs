@@ -118,11 +118,16 @@ pub struct AuthorizationRequest {
     /// Claim type, must be `authorization_request`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// When nats-server issued the request (the JWT `iat`, whole seconds; 0 if absent).
+    #[serde(skip)]
+    pub issued_at: i64,
 }
 
 #[derive(Deserialize)]
 struct RequestClaims {
     iss: String,
+    #[serde(default)]
+    iat: i64,
     nats: AuthorizationRequest,
 }
 
@@ -174,7 +179,9 @@ pub fn decode_request(payload: &[u8]) -> Result<AuthorizationRequest, RequestErr
             "user_nkey and server_id.id are required".into(),
         ));
     }
-    Ok(claims.nats)
+    let mut request = claims.nats;
+    request.issued_at = claims.iat;
+    Ok(request)
 }
 
 /// What the service grants one connection.
