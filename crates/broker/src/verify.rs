@@ -1,8 +1,10 @@
 //! Token verification for the broker (spec §2.3): trusted signers or organisation issuers,
 //! loaded once at start-up, applied by the authorization decision through [`TokenVerifier`].
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use choria_tokens::{
     parse_client_token, parse_provisioning_token, parse_server_token, parse_token_unverified,
@@ -20,6 +22,69 @@ pub struct ChoriaVerifier {
     server_signers: Vec<PublicKey>,
     client_signers: Vec<PublicKey>,
     issuers: Vec<(String, PublicKey)>,
+    recent_provisioning: RecentTokens,
+}
+
+/// How many distinct provisioning tokens [`RecentTokens`] remembers.
+const RECENT_TOKENS: usize = 8;
+
+/// Provisioning tokens verified lately, with what they proved.
+///
+/// A whole fleet boots with the same provisioning token, so in a provisioning storm the broker
+/// would verify the same signature (RS256: about half a millisecond) for every node. A token
+/// that verified once is the same bytes with the same signature; only its time limits can
+/// change the answer, and they are checked on every use.
+#[derive(Clone, Default)]
+struct RecentTokens {
+    entries: Arc<Mutex<VecDeque<RecentToken>>>,
+}
+
+struct RecentToken {
+    token: String,
+    facts: ProvisioningFacts,
+    expires: Option<i64>,
+}
+
+impl std::fmt::Debug for RecentTokens {
+    // Hand-written: the tokens are bearer credentials and never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecentTokens")
+    }
+}
+
+impl RecentTokens {
+    fn lookup(&self, token: &str, now: SystemTime) -> Option<ProvisioningFacts> {
+        let now = unix_seconds(now);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let index = entries.iter().position(|e| e.token == token)?;
+        if entries[index].expires.is_some_and(|exp| now >= exp) {
+            // Expired since: forget it, and let full verification say why it is refused.
+            entries.remove(index);
+            return None;
+        }
+        Some(entries[index].facts.clone())
+    }
+
+    fn remember(&self, token: &str, facts: &ProvisioningFacts, expires: Option<i64>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.iter().any(|e| e.token == token) {
+            return;
+        }
+        if entries.len() >= RECENT_TOKENS {
+            entries.pop_front();
+        }
+        entries.push_back(RecentToken {
+            token: token.to_string(),
+            facts: facts.clone(),
+            expires,
+        });
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl ChoriaVerifier {
@@ -35,6 +100,7 @@ impl ChoriaVerifier {
             server_signers,
             client_signers,
             issuers,
+            recent_provisioning: RecentTokens::default(),
         }
     }
 
@@ -69,6 +135,7 @@ impl ChoriaVerifier {
                 &settings.client_signers,
             ),
             issuers,
+            recent_provisioning: RecentTokens::default(),
         })
     }
 
@@ -125,11 +192,13 @@ impl ChoriaVerifier {
             }
         }
     }
-}
 
-impl TokenVerifier for ChoriaVerifier {
-    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, String> {
-        let now = SystemTime::now();
+    /// Verifies a provisioning token from scratch; also returns its expiry.
+    fn verify_provisioning(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<(ProvisioningFacts, Option<i64>), String> {
         let alg = token_algorithm(token)
             .map_err(|e| format!("could not determine token algorithm: {e}"))?;
         // Upstream uses only the issuer for EdDSA tokens in issuer mode. We also accept the
@@ -140,10 +209,14 @@ impl TokenVerifier for ChoriaVerifier {
         let signer_error = match &self.provisioning_signer {
             Some(key) => match parse_provisioning_token(token, key, now) {
                 Ok(claims) => {
-                    return Ok(ProvisioningFacts {
-                        ou: claims.ou,
-                        via: "signer".into(),
-                    })
+                    let expires = claims.standard.exp;
+                    return Ok((
+                        ProvisioningFacts {
+                            ou: claims.ou,
+                            via: "signer".into(),
+                        },
+                        expires,
+                    ));
                 }
                 Err(e) => Some(format!("could not parse provisioner token: {e}")),
             },
@@ -161,10 +234,26 @@ impl TokenVerifier for ChoriaVerifier {
                 Some(first) => format!("{first}; with issuer '{ou}': {e}"),
                 None => format!("could not parse provisioner token: {e}"),
             })?;
-        Ok(ProvisioningFacts {
-            ou: claims.ou,
-            via: format!("issuer '{ou}'"),
-        })
+        let expires = claims.standard.exp;
+        Ok((
+            ProvisioningFacts {
+                ou: claims.ou,
+                via: format!("issuer '{ou}'"),
+            },
+            expires,
+        ))
+    }
+}
+
+impl TokenVerifier for ChoriaVerifier {
+    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, String> {
+        let now = SystemTime::now();
+        if let Some(facts) = self.recent_provisioning.lookup(token, now) {
+            return Ok(facts);
+        }
+        let (facts, expires) = self.verify_provisioning(token, now)?;
+        self.recent_provisioning.remember(token, &facts, expires);
+        Ok(facts)
     }
 
     fn server(&self, token: &str) -> Result<(ServerGrant, String), String> {
@@ -326,5 +415,44 @@ mod tests {
             assert!(v.server(token).is_err());
             assert!(v.client(token).is_err());
         }
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let recent = RecentTokens::default();
+        let facts = ProvisioningFacts {
+            ou: "choria".into(),
+            via: "signer".into(),
+        };
+        let at = |secs: u64| UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        recent.remember("token-a", &facts, Some(1_000));
+        assert_eq!(recent.lookup("token-a", at(999)), Some(facts.clone()));
+        assert_eq!(
+            recent.lookup("token-b", at(999)),
+            None,
+            "only the same bytes"
+        );
+        assert_eq!(recent.lookup("token-a", at(1_000)), None, "expired");
+        assert_eq!(recent.lookup("token-a", at(999)), None, "and forgotten");
+        for n in 0..=RECENT_TOKENS {
+            recent.remember(&format!("t{n}"), &facts, None);
+        }
+        assert_eq!(recent.lookup("t0", at(0)), None, "the oldest makes room");
+        assert!(recent.lookup(&format!("t{RECENT_TOKENS}"), at(0)).is_some());
+        assert_eq!(format!("{recent:?}"), "RecentTokens", "no token in logs");
+    }
+
+    #[test]
+    fn repeated_provisioning_tokens_give_the_same_answer() {
+        let v = verifier_with("broker/rip.mcollective.cert.pem");
+        let token = read("broker/secure.jwt");
+        let first = v.provisioning(&token).expect("secure.jwt verifies");
+        assert_eq!(v.provisioning(&token), Ok(first));
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert!(
+            v.provisioning(&tampered).is_err(),
+            "a changed token is verified afresh"
+        );
     }
 }
