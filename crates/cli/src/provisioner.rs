@@ -101,6 +101,32 @@ pub fn run(args: ProvisionerCli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Where the service logs and at which level, from the `logfile` and `loglevel` keys of its
+/// configuration. A configuration that does not load gives the defaults: `run` reports it.
+pub fn log_settings(args: &ProvisionerCli) -> (crate::logging::Output, String) {
+    use crate::logging::Output;
+    use choria_provisioner::settings::LogTarget;
+    let config = match &args.command {
+        Some(Command::Run(run)) => run.config.as_ref(),
+        _ => args.run.config.as_ref(),
+    };
+    let Some(settings) = config.and_then(|path| Settings::load(path).ok()) else {
+        return (Output::Stdout, "info".into());
+    };
+    let output = match settings.logfile {
+        LogTarget::Stdout => Output::Stdout,
+        LogTarget::Stderr => Output::Stderr,
+        LogTarget::Discard => Output::Discard,
+        LogTarget::File(path) => Output::File(path),
+    };
+    // tracing has no fatal level; upstream's fatal lines are errors here.
+    let level = match settings.loglevel.as_str() {
+        "fatal" => "error".to_string(),
+        level => level.to_string(),
+    };
+    (output, level)
+}
+
 fn serve_example_helper(args: ExampleHelperArgs) -> anyhow::Result<ExitCode> {
     let node_ca = match (&args.node_ca, &args.node_ca_key) {
         (Some(cert), Some(key)) => Some(load_node_ca(cert, key, args.ca_file.as_deref())?),

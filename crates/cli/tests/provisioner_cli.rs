@@ -61,10 +61,14 @@ fn b13_invalid_configuration_names_the_key_and_exits_1() {
 async fn runs_writes_pid_and_stops_cleanly_on_sigterm() {
     let nats = TestNats::start("", false).await.expect("nats");
     let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("prov.log");
     let config = write(
         dir.path(),
         "p.yaml",
-        "helper: /bin/true\nchoria_insecure: true\nsite: cli\n",
+        &format!(
+            "helper: /bin/true\nchoria_insecure: true\nsite: cli\nlogfile: {}\nloglevel: info\n",
+            log.display()
+        ),
     );
     let choria = write(
         dir.path(),
@@ -112,6 +116,17 @@ async fn runs_writes_pid_and_stops_cleanly_on_sigterm() {
     };
     assert_eq!(exit.code(), Some(0));
     assert!(!pid.exists(), "pid file removed");
+
+    // `logfile` gets JSON lines, as upstream writes them, and is not world-readable.
+    let text = std::fs::read_to_string(&log).expect("the logfile was written");
+    assert!(text.contains("Choria Provisioner starting"), "{text}");
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log).expect("log").permissions().mode() & 0o777;
+    assert_eq!(mode & 0o007, 0, "mode {mode:o}");
 }
 
 #[test]

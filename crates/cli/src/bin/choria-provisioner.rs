@@ -11,12 +11,16 @@ use choria_cli::{logging, provisioner};
 
 fn main() -> ExitCode {
     let args = provisioner::ProvisionerCli::parse();
-    // The service logs to stdout, where supervisors collect it (upstream wrote to a
-    // file named "info" by accident, spec B4); the helper's stdout is its protocol.
-    let output = match args.command {
-        Some(provisioner::Command::ExampleHelper(_)) => logging::Output::Stderr,
-        _ => logging::Output::Stdout,
+    // The service logs where its configuration's `logfile` says, standard output by default
+    // (upstream wrote to a file named "info" by accident, spec B4). The example helper
+    // logs to standard error: its standard output is the helper protocol.
+    let (output, level) = match args.command {
+        Some(provisioner::Command::ExampleHelper(_)) => (logging::Output::Stderr, "info".into()),
+        _ => provisioner::log_settings(&args),
     };
-    logging::init_with(args.log_json, args.debug(), "info", output);
+    if let Err(err) = logging::init_with(args.log_json, args.debug(), &level, output.clone()) {
+        eprintln!("error: Provisioning could not be configured: logfile {output:?}: {err}");
+        return ExitCode::from(1);
+    }
     choria_cli::exit_code(provisioner::run(args))
 }

@@ -45,7 +45,8 @@ fn main() -> ExitCode {
         Command::Demo(_) => "warn,async_nats=off",
         _ => "info",
     };
-    logging::init_with(
+    // Standard error cannot fail to open.
+    let _ = logging::init_with(
         cli.log_json,
         cli.debug,
         quiet_level,
