@@ -28,10 +28,11 @@ pub enum Output {
 pub fn init_with(json: bool, debug: bool, level: &str, output: Output) -> std::io::Result<()> {
     let default = if debug { "debug" } else { level };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let (writer, json, ansi) = match output {
-        Output::Stderr => (BoxMakeWriter::new(std::io::stderr), json, true),
-        Output::Stdout => (BoxMakeWriter::new(std::io::stdout), json, true),
-        Output::Discard => (BoxMakeWriter::new(std::io::sink), json, false),
+    // Colour follows tracing's default (on unless NO_COLOR is set), never into a file.
+    let (writer, json, plain) = match output {
+        Output::Stderr => (BoxMakeWriter::new(std::io::stderr), json, false),
+        Output::Stdout => (BoxMakeWriter::new(std::io::stdout), json, false),
+        Output::Discard => (BoxMakeWriter::new(std::io::sink), json, true),
         Output::File(path) => {
             // Logs name nodes and callers but never secrets; still not world-readable.
             let file = OpenOptions::new()
@@ -39,13 +40,17 @@ pub fn init_with(json: bool, debug: bool, level: &str, output: Output) -> std::i
                 .append(true)
                 .mode(0o640)
                 .open(&path)?;
-            (BoxMakeWriter::new(Arc::new(file)), true, false)
+            (BoxMakeWriter::new(Arc::new(file)), true, true)
         }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi);
+        .with_writer(writer);
+    let builder = if plain {
+        builder.with_ansi(false)
+    } else {
+        builder
+    };
     let _ = if json {
         builder.json().try_init()
     } else {
