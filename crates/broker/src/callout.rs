@@ -2,7 +2,7 @@
 //! account that decodes each request, runs [`crate::decision::decide`] and answers.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt as _;
 use nkeys::KeyPair;
@@ -38,10 +38,7 @@ impl AuthService {
         let (Some(limit), true) = (self.stale_after, request.issued_at > 0) else {
             return false;
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = choria_tokens::clock::unix_seconds(SystemTime::now());
         // `iat` is truncated to whole seconds: allow one more before calling it stale.
         now.saturating_sub(request.issued_at) > limit.as_secs() as i64 + 1
     }
@@ -215,10 +212,7 @@ mod tests {
             stale_after: Some(Duration::from_secs(2)),
         };
         let server = KeyPair::new_server();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .expect("clock");
+        let now = choria_tokens::clock::unix_seconds(SystemTime::now());
         assert!(
             service
                 .handle(request_issued_at(&server, now).as_bytes())

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use choria_tokens::{
     parse_client_token, parse_provisioning_token, parse_server_token, parse_token_unverified,
@@ -54,7 +54,7 @@ impl std::fmt::Debug for RecentTokens {
 
 impl RecentTokens {
     fn lookup(&self, token: &str, now: SystemTime) -> Option<ProvisioningFacts> {
-        let now = unix_seconds(now);
+        let now = choria_tokens::clock::unix_seconds(now);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let index = entries.iter().position(|e| e.token == token)?;
         if entries[index].expires.is_some_and(|exp| now >= exp) {
@@ -79,12 +79,6 @@ impl RecentTokens {
             expires,
         });
     }
-}
-
-fn unix_seconds(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl ChoriaVerifier {
@@ -424,7 +418,7 @@ mod tests {
             ou: "choria".into(),
             via: "signer".into(),
         };
-        let at = |secs: u64| UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
         recent.remember("token-a", &facts, Some(1_000));
         assert_eq!(recent.lookup("token-a", at(999)), Some(facts.clone()));
         assert_eq!(

@@ -34,7 +34,7 @@ impl Service {
         program: &Path,
         args: &[&str],
         log: &Path,
-        env: &[(&str, &str)],
+        env: &[(&str, String)],
     ) -> Result<Service, DemoError> {
         let io = |what: &str, source| DemoError::Io {
             what: format!("{what} for {name}"),
@@ -48,7 +48,7 @@ impl Service {
         let err = out.try_clone().map_err(|e| io("opening the log", e))?;
         let child = Command::new(program)
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

@@ -168,10 +168,7 @@ pub async fn run_until(
                 &site.provisioner_choria_config.display().to_string(),
             ],
             &dir.join(format!("provisioner/{name}.out")),
-            &helper_environment(&site, &dir)
-                .iter()
-                .map(|(key, value)| (*key, value.as_str()))
-                .collect::<Vec<_>>(),
+            &helper_environment(&site, &dir),
         )?;
         provisioners.push(service);
     }

@@ -145,21 +145,7 @@ pub async fn put_expecting(
         headers,
         config.candidate.clone().into_bytes().into(),
     );
-    let reply = tokio::time::timeout(REQUEST_TIMEOUT, request)
-        .await
-        .map_err(|_| ElectionError::Request {
-            subject: subject.clone(),
-            message: format!("no answer within {REQUEST_TIMEOUT:?}"),
-        })?
-        .map_err(|err| ElectionError::Request {
-            subject: subject.clone(),
-            message: err.to_string(),
-        })?;
-    let ack: PubAck =
-        serde_json::from_slice(&reply.payload).map_err(|err| ElectionError::Decode {
-            subject: subject.clone(),
-            message: err.to_string(),
-        })?;
+    let ack: PubAck = answer(&subject, request).await?;
     match ack.error {
         Some(err) if err.err_code == WRONG_LAST_SEQUENCE => Err(ElectionError::Taken {
             key: config.key.clone(),
@@ -177,27 +163,34 @@ pub async fn put_expecting(
     }
 }
 
+/// Awaits a JetStream API answer on `subject` for at most [`REQUEST_TIMEOUT`] and decodes it.
+async fn answer<T: serde::de::DeserializeOwned>(
+    subject: &str,
+    request: impl std::future::Future<Output = Result<async_nats::Message, async_nats::RequestError>>,
+) -> Result<T, ElectionError> {
+    let reply = tokio::time::timeout(REQUEST_TIMEOUT, request)
+        .await
+        .map_err(|_| ElectionError::Request {
+            subject: subject.to_string(),
+            message: format!("no answer within {REQUEST_TIMEOUT:?}"),
+        })?
+        .map_err(|err| ElectionError::Request {
+            subject: subject.to_string(),
+            message: err.to_string(),
+        })?;
+    serde_json::from_slice(&reply.payload).map_err(|err| ElectionError::Decode {
+        subject: subject.to_string(),
+        message: err.to_string(),
+    })
+}
+
 /// Reads the bucket TTL (`max_age`) through the stream info API.
 pub async fn bucket_ttl(
     client: &async_nats::Client,
     config: &ElectionConfig,
 ) -> Result<Duration, ElectionError> {
     let subject = format!("{}.STREAM.INFO.KV_{}", config.api_prefix, config.bucket);
-    let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject.clone(), "".into()))
-        .await
-        .map_err(|_| ElectionError::Request {
-            subject: subject.clone(),
-            message: format!("no answer within {REQUEST_TIMEOUT:?}"),
-        })?
-        .map_err(|err| ElectionError::Request {
-            subject: subject.clone(),
-            message: err.to_string(),
-        })?;
-    let info: StreamInfo =
-        serde_json::from_slice(&reply.payload).map_err(|err| ElectionError::Decode {
-            subject: subject.clone(),
-            message: err.to_string(),
-        })?;
+    let info: StreamInfo = answer(&subject, client.request(subject.clone(), "".into())).await?;
     if let Some(err) = info.error {
         return Err(ElectionError::JetStream {
             subject,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use choria_pki::CertificateAuthority;
 
@@ -223,10 +223,7 @@ fn add_server_token(
         "plugin.security.choria.seed_file".into(),
         format!("{dir}/server.seed"),
     );
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = choria_tokens::clock::unix_seconds(SystemTime::now());
     reply.server_claims = Some(ServerClaimsInput {
         exp: Some(now + settings.validity.as_secs() as i64),
         collectives,

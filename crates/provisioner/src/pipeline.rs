@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rand::Rng;
@@ -218,10 +218,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    choria_tokens::clock::unix_seconds(SystemTime::now())
 }
 
 impl Pipeline {
