@@ -6,8 +6,14 @@ use std::fmt::Write as _;
 use crate::decision::TlsMode;
 use crate::settings::BrokerSettings;
 
-/// The account the authorization service lives in.
-pub const AUTH_ACCOUNT: &str = "AUTH";
+/// The account the authorization service lives in: `AUTH_` and a tag of the broker's callout
+/// issuer key. Each broker of a cluster needs its own name because accounts of the same name
+/// share interest over routes, and nats-server would hand one broker's authorization requests
+/// to a peer's service, whose responses it cannot verify ("signing key is unknown").
+pub fn auth_account(issuer: &str) -> String {
+    let tag: String = issuer.chars().skip(1).take(10).collect();
+    format!("AUTH_{tag}")
+}
 
 /// NATS CONNECT lines may carry Choria JWTs of a few KiB; nats-server's 4 KiB default is too
 /// small for chain-issued tokens, and anything larger than this is refused by nats-server.
@@ -15,7 +21,7 @@ pub const MAX_CONTROL_LINE: usize = 32 * 1024;
 
 /// Credentials that only the broker process knows (written to the 0600 config file).
 pub struct Internal<'a> {
-    /// Public nkey (`U...`) of the authorization service's user in [`AUTH_ACCOUNT`].
+    /// Public nkey (`U...`) of the authorization service's user in [`auth_account`].
     pub service_user: &'a str,
     /// Public nkey (`A...`) that signs authorization responses.
     pub issuer: &'a str,
@@ -66,10 +72,11 @@ pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
     let provisioning = settings.provisioning_password.is_some();
 
     let _ = writeln!(out, "system_account: system");
+    let auth = auth_account(internal.issuer);
     let _ = writeln!(out, "accounts {{");
     let _ = writeln!(
         out,
-        "  {AUTH_ACCOUNT} {{ users: [ {{ nkey: {} }} ] }}",
+        "  {auth} {{ users: [ {{ nkey: {} }} ] }}",
         q(internal.service_user)
     );
     let _ = writeln!(out, "  choria {{");
@@ -122,7 +129,7 @@ pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
     let _ = writeln!(out, "  timeout: {}", secs(settings.auth_timeout));
     let _ = writeln!(out, "  auth_callout {{");
     let _ = writeln!(out, "    issuer: {}", q(internal.issuer));
-    let _ = writeln!(out, "    account: {AUTH_ACCOUNT}");
+    let _ = writeln!(out, "    account: {auth}");
     let _ = writeln!(
         out,
         "    auth_users: [ {}, {} ]",
@@ -160,14 +167,7 @@ pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
         let routes: Vec<String> = cluster
             .peers
             .iter()
-            .map(|peer| {
-                let url = if peer.contains("://") {
-                    peer.clone()
-                } else {
-                    format!("nats://{peer}")
-                };
-                q(&url)
-            })
+            .map(|peer| q(&route_url(peer, &cluster.user, &cluster.password)))
             .collect();
         let _ = writeln!(out, "  routes: [ {} ]", routes.join(", "));
         let _ = writeln!(out, "}}");
@@ -205,6 +205,35 @@ fn secs(d: std::time::Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
 }
 
+/// The URL nats-server dials for `peer`. Inbound routes must present `peer_user` and
+/// `peer_password`, and nats-server only sends credentials that are in the route URL, so they
+/// are added to peers that carry none (upstream leaves them out and its routes fail
+/// authentication; a peer URL with its own credentials is used unchanged).
+pub fn route_url(peer: &str, user: &str, password: &str) -> String {
+    let text = if peer.contains("://") {
+        peer.to_string()
+    } else {
+        format!("nats://{peer}")
+    };
+    if user.is_empty() {
+        return text;
+    }
+    match url::Url::parse(&text) {
+        Ok(mut parsed) if parsed.username().is_empty() => {
+            let with_credentials = parsed.set_username(user).is_ok()
+                && parsed
+                    .set_password(Some(password).filter(|p| !p.is_empty()))
+                    .is_ok();
+            if with_credentials {
+                parsed.to_string()
+            } else {
+                text
+            }
+        }
+        _ => text,
+    }
+}
+
 /// A double-quoted nats-server config string (JSON escaping is accepted by its parser).
 fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
@@ -213,6 +242,20 @@ fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_urls_carry_the_peer_credentials() {
+        assert_eq!(
+            route_url("b2.example.net:5222", "routes", "p@ss/word"),
+            "nats://routes:p%40ss%2Fword@b2.example.net:5222"
+        );
+        assert_eq!(
+            route_url("nats://other:secret@b2:5222", "routes", "x"),
+            "nats://other:secret@b2:5222",
+            "credentials in the peer URL win"
+        );
+        assert_eq!(route_url("b2:5222", "", ""), "nats://b2:5222");
+    }
 
     #[test]
     fn ipv6_hosts_are_bracketed() {

@@ -58,7 +58,7 @@ fn full_configuration_passes_nats_server_config_test() {
     for needle in [
         "verify: true",
         "websocket {",
-        "routes: [ \"nats://b2.example.net:15222\", \"nats://b3.example.net:15222\" ]",
+        "routes: [ \"nats://bob:secret@b2.example.net:15222\", \"nats://bob:secret@b3.example.net:15222\" ]",
         "jetstream: enabled",
         "choria.streams.STREAM.INFO.KV_CHORIA_LEADER_ELECTION",
         "auth_callout {",
