@@ -3,7 +3,8 @@
 //!
 //! Everything is PEM text in and out, so callers decide where files go (and write
 //! private keys 0600). Built on `rcgen` (generation and signing) and `x509-parser`
-//! (reading requests back).
+//! (reading requests back, and [`verify_certificate`]: is a caller's certificate issued by
+//! our CA and valid now).
 //!
 //! ```
 //! let ca = choria_pki::CertificateAuthority::generate("Example CA")?;
@@ -20,7 +21,7 @@
 #![deny(missing_docs)]
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
@@ -69,6 +70,36 @@ pub enum PkiError {
     /// The CSR has no common name.
     #[error("certificate request has no common name")]
     CsrNoCommonName,
+    /// A certificate (or CA bundle) is not PEM `CERTIFICATE` blocks or does not parse.
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    /// The CA bundle holds no certificate.
+    #[error("the CA bundle holds no certificate")]
+    EmptyCaBundle,
+    /// No certificate of the CA bundle signed the certificate.
+    #[error("certificate {subject:?} is not signed by the trusted CA")]
+    UntrustedIssuer {
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// The certificate (or the CA that signed it) is outside its validity window.
+    #[error("certificate {subject:?} is not valid now: valid from {not_before} until {not_after} (Unix seconds), now {now}")]
+    OutsideValidity {
+        /// The subject of the certificate that is not valid.
+        subject: String,
+        /// Start of validity, Unix seconds.
+        not_before: i64,
+        /// End of validity, Unix seconds.
+        not_after: i64,
+        /// The time checked, Unix seconds.
+        now: i64,
+    },
+    /// The certificate has no common name.
+    #[error("certificate {subject:?} has no common name")]
+    CertificateNoCommonName {
+        /// The certificate's subject.
+        subject: String,
+    },
 }
 
 fn generate_err(action: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
@@ -269,6 +300,139 @@ pub fn csr_common_name(csr_pem: &str) -> Result<String, PkiError> {
     check_csr(csr_pem)
 }
 
+/// Largest certificate or CA bundle accepted for verification (certificates arrive in requests).
+pub const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
+
+/// A certificate that [`verify_certificate`] found issued by a trusted CA and valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCertificate {
+    /// The subject common name.
+    pub common_name: String,
+    /// DNS names from the subject alternative names.
+    pub dns_names: Vec<String>,
+    /// The subject public key as DER `SubjectPublicKeyInfo`.
+    pub public_key_der: Vec<u8>,
+}
+
+/// Checks that the first certificate of `certificate_pem` was signed directly by one of the
+/// certificates in `ca_bundle_pem` and that both are valid at `now`, and returns what a
+/// verifier needs from it. Intermediate certificates are not followed.
+pub fn verify_certificate(
+    certificate_pem: &str,
+    ca_bundle_pem: &str,
+    now: SystemTime,
+) -> Result<VerifiedCertificate, PkiError> {
+    if certificate_pem.len() > MAX_CERTIFICATE_BYTES {
+        return Err(PkiError::InvalidCertificate(format!(
+            "{} bytes, more than the {MAX_CERTIFICATE_BYTES} allowed",
+            certificate_pem.len()
+        )));
+    }
+    let now = unix_seconds(now);
+    let leaf_der = certificate_ders(certificate_pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| PkiError::InvalidCertificate("no PEM CERTIFICATE block".into()))?;
+    let leaf = parse_certificate(&leaf_der)?;
+    let subject = leaf.subject().to_string();
+    check_validity(&leaf, now)?;
+    let ca_ders = certificate_ders(ca_bundle_pem)?;
+    if ca_ders.is_empty() {
+        return Err(PkiError::EmptyCaBundle);
+    }
+    let mut issuer_found = false;
+    for der in &ca_ders {
+        let ca = parse_certificate(der)?;
+        if ca.subject() != leaf.issuer() || leaf.verify_signature(Some(ca.public_key())).is_err() {
+            continue;
+        }
+        check_validity(&ca, now)?;
+        issuer_found = true;
+        break;
+    }
+    if !issuer_found {
+        return Err(PkiError::UntrustedIssuer { subject });
+    }
+    let common_name = leaf
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| PkiError::CertificateNoCommonName {
+            subject: subject.clone(),
+        })?
+        .to_string();
+    let dns_names = leaf
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(VerifiedCertificate {
+        common_name,
+        dns_names,
+        public_key_der: leaf.public_key().raw.to_vec(),
+    })
+}
+
+fn certificate_ders(pem_text: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    let blocks = pem::parse_many(pem_text.as_bytes())
+        .map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    Ok(blocks
+        .into_iter()
+        .filter(|block| block.tag() == "CERTIFICATE")
+        .map(|block| block.into_contents())
+        .collect())
+}
+
+fn parse_certificate(
+    der: &[u8],
+) -> Result<x509_parser::certificate::X509Certificate<'_>, PkiError> {
+    let (rest, certificate) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(PkiError::InvalidCertificate(format!(
+            "{} bytes of trailing data after the certificate",
+            rest.len()
+        )));
+    }
+    Ok(certificate)
+}
+
+fn check_validity(
+    certificate: &x509_parser::certificate::X509Certificate<'_>,
+    now: i64,
+) -> Result<(), PkiError> {
+    let validity = certificate.validity();
+    let not_before = validity.not_before.timestamp();
+    let not_after = validity.not_after.timestamp();
+    if now < not_before || now > not_after {
+        return Err(PkiError::OutsideValidity {
+            subject: certificate.subject().to_string(),
+            not_before,
+            not_after,
+            now,
+        });
+    }
+    Ok(())
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
 fn check_csr(csr_pem: &str) -> Result<String, PkiError> {
     if csr_pem.len() > MAX_CSR_BYTES {
         return Err(PkiError::CsrTooLarge {
@@ -415,6 +579,43 @@ mod tests {
         assert!(matches!(
             csr_common_name(truncated),
             Err(PkiError::InvalidCsr(_))
+        ));
+    }
+
+    #[test]
+    fn certificates_verify_against_their_ca_only_while_valid() {
+        let ca = CertificateAuthority::generate("Test CA").expect("ca");
+        let other = CertificateAuthority::generate("Other CA").expect("other ca");
+        let issued = ca
+            .issue_server_certificate("n1.example.net", &["n1.alias"])
+            .expect("issue");
+        let now = SystemTime::now();
+        let verified =
+            verify_certificate(&issued.certificate_pem, ca.certificate_pem(), now).expect("ok");
+        assert_eq!(verified.common_name, "n1.example.net");
+        assert!(verified.dns_names.contains(&"n1.alias".to_string()));
+        assert!(!verified.public_key_der.is_empty());
+
+        // A bundle with an unrelated CA first still finds the issuer.
+        let bundle = format!("{}{}", other.certificate_pem(), ca.certificate_pem());
+        verify_certificate(&issued.certificate_pem, &bundle, now).expect("bundle");
+
+        assert!(matches!(
+            verify_certificate(&issued.certificate_pem, other.certificate_pem(), now),
+            Err(PkiError::UntrustedIssuer { subject }) if subject.contains("n1.example.net")
+        ));
+        let later = now + LEAF_VALIDITY + Duration::from_secs(3600);
+        assert!(matches!(
+            verify_certificate(&issued.certificate_pem, ca.certificate_pem(), later),
+            Err(PkiError::OutsideValidity { .. })
+        ));
+        assert!(matches!(
+            verify_certificate(&issued.certificate_pem, "", now),
+            Err(PkiError::EmptyCaBundle)
+        ));
+        assert!(matches!(
+            verify_certificate("not a certificate", ca.certificate_pem(), now),
+            Err(PkiError::InvalidCertificate(_))
         ));
     }
 

@@ -1,9 +1,7 @@
 //! The [`Codec`] over `choria-protocol`: decodes requests, applies the node's trust
-//! policy (who may sign), and encodes replies and lifecycle events.
-//!
-//! Normal mode accepts v2 requests whose caller JWT is a client token verified by a
-//! configured organisation issuer, carries `fleet_management`, names the request's caller,
-//! and whose ed25519 signature verifies with the token's key. Unsigned requests are refused.
+//! policy (who may sign, [`crate::verify`]: v1 x509 callers chained to the node's CA, v2
+//! callers whose JWTs an issuer or trusted signer verifies, delegated AAA signers; never
+//! unsigned requests), and encodes replies and lifecycle events.
 
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +11,7 @@ use choria_protocol::registration::FileContent;
 use choria_protocol::subjects;
 use choria_protocol::Version;
 
-use crate::wire::{Codec, FactFilter, Filter, Incoming, Lifecycle, ReplyKey, Trust, Verification};
+use crate::wire::{Codec, FactFilter, Filter, Incoming, Lifecycle, ReplyKey, Verification};
 
 /// The production codec.
 #[derive(Debug, Default, Clone, Copy)]
@@ -33,7 +31,8 @@ impl Codec for ProtocolCodec {
             .check_age(now)
             .map_err(|e| format!("request {} refused: {e}", decoded.meta.id))?;
         if let Verification::Required(trust) = verification {
-            verify(&decoded, trust, now)?;
+            crate::verify::verify_request(&decoded, trust, now)
+                .map_err(|e| format!("request {} refused: {e}", decoded.meta.id))?;
         }
         let filter = &decoded.meta.filter;
         Ok(Incoming {
@@ -140,63 +139,5 @@ impl Codec for ProtocolCodec {
         let subject = event.subject().map_err(|e| e.to_string())?;
         let body = event.to_cloudevent_json().map_err(|e| e.to_string())?;
         Ok((subject, body))
-    }
-}
-
-fn verify(decoded: &message::DecodedRequest, trust: &Trust, now: SystemTime) -> Result<(), String> {
-    let id = &decoded.meta.id;
-    if decoded.security.is_insecure() {
-        return Err(format!(
-            "request {id} from {} is not signed, refusing it",
-            decoded.meta.caller
-        ));
-    }
-    match decoded.version {
-        Version::V1 => Err(format!(
-            "request {id}: protocol v1 (x509) requests are not accepted by this node; use protocol v2"
-        )),
-        Version::V2 => {
-            if decoded.security.signer_jwt().is_some() {
-                return Err(format!("request {id}: delegated signers are not accepted"));
-            }
-            let jwt = decoded
-                .security
-                .caller_jwt()
-                .ok_or_else(|| format!("request {id} carries no caller JWT"))?;
-            let mut last = String::from("no organisation issuer is configured (plugin.security.issuer.names)");
-            for issuer in &trust.org_issuers {
-                let key = match choria_tokens::PublicKey::ed25519_from_hex(issuer) {
-                    Ok(key) => key,
-                    Err(e) => {
-                        last = format!("issuer key {issuer:?}: {e}");
-                        continue;
-                    }
-                };
-                match choria_tokens::parse_client_token(jwt, &key, now) {
-                    Ok(claims) => {
-                        let perms = claims.permissions.unwrap_or_default();
-                        if !perms.fleet_management || perms.signed_fleet_management {
-                            return Err(format!("request {id}: caller {} may not manage the fleet", claims.callerid));
-                        }
-                        if claims.callerid != decoded.meta.caller {
-                            return Err(format!(
-                                "request {id}: caller {} does not match the JWT caller {}",
-                                decoded.meta.caller, claims.callerid
-                            ));
-                        }
-                        let public = claims
-                            .standard
-                            .public_key_bytes()
-                            .ok_or_else(|| format!("request {id}: caller JWT has no public key"))?;
-                        return decoded
-                            .security
-                            .verify_ed25519(&public)
-                            .map_err(|e| format!("request {id}: {e}"));
-                    }
-                    Err(e) => last = format!("caller JWT: {e}"),
-                }
-            }
-            Err(format!("request {id} refused: {last}"))
-        }
     }
 }

@@ -8,7 +8,8 @@
 //!   the provisioning JWT; [`resolve`]: broker URLs from the token or SRV records.
 //! * [`connection`]: anonymous TLS + `auth_token` while provisioning, verified TLS + server
 //!   JWT + nonce signature (or mTLS) once provisioned.
-//! * [`wire`] and [`codec`]: requests, filters and the trust policy over `choria-protocol`.
+//! * [`wire`] and [`codec`]: requests, filters and replies over `choria-protocol`;
+//!   [`verify`]: the normal-mode trust policy (who may sign a request, v1 x509 and v2 JWT).
 //! * [`agents`]: `choria_provision`, `rpcutil`, `discovery` logic, free of network I/O.
 //! * [`keytransfer`], [`lock`], [`csr`], [`conf`]: pieces the provisioning agent uses.
 //! * [`buildinfo`]: the `choria buildinfo` Server Settings section.
@@ -46,4 +47,5 @@ pub mod node;
 pub mod resolve;
 pub mod settings;
 pub mod startup;
+pub mod verify;
 pub mod wire;

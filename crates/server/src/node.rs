@@ -332,7 +332,7 @@ impl Node {
                         certificate,
                     },
                     claims.collectives,
-                    trust_from(config),
+                    trust_from(config, ca.clone()),
                     reply_key,
                 )
             }
@@ -351,7 +351,7 @@ impl Node {
                 (
                     Credentials::Certificate { cert, key },
                     collectives,
-                    trust_from(config),
+                    trust_from(config, ca.clone()),
                     None,
                 )
             }
@@ -735,7 +735,8 @@ fn rpc_bytes(reply: &ActionReply, action: &str) -> Vec<u8> {
     serde_json::to_vec(&reply.to_rpc_json(action)).unwrap_or_else(|_| b"{}".to_vec())
 }
 
-fn trust_from(config: &choria_config::Config) -> crate::wire::Trust {
+/// The normal-mode trust policy from the configuration; `ca` is the node's CA file.
+fn trust_from(config: &choria_config::Config, ca: Option<PathBuf>) -> crate::wire::Trust {
     let mut issuers = Vec::new();
     for name in config
         .get_list("plugin.security.issuer.names")
@@ -747,10 +748,8 @@ fn trust_from(config: &choria_config::Config) -> crate::wire::Trust {
     }
     crate::wire::Trust {
         org_issuers: issuers,
-        ca: config
-            .get("plugin.security.choria.ca")
-            .or_else(|| config.get("plugin.security.file.ca"))
-            .map(PathBuf::from),
+        trusted_signers: config.get_list_or_empty("plugin.security.choria.trusted_signers"),
+        ca,
     }
 }
 

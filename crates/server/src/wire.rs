@@ -101,12 +101,16 @@ pub struct Incoming {
     pub meta: choria_protocol::message::RequestMeta,
 }
 
-/// Who a normal-mode node trusts to sign requests.
+/// Who a normal-mode node trusts to sign requests (checked by [`crate::verify`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trust {
-    /// Hex ed25519 public keys of organisation issuers (v2 caller JWTs).
+    /// Hex ed25519 public keys of organisation issuers (v2 caller and signer JWTs, also
+    /// through their trust chains): `plugin.security.issuer.<name>.public`.
     pub org_issuers: Vec<String>,
-    /// CA file for v1 x509 callers.
+    /// Hex ed25519 public keys that sign v2 caller and signer JWTs directly:
+    /// `plugin.security.choria.trusted_signers`.
+    pub trusted_signers: Vec<String>,
+    /// CA file for v1 x509 callers, read on every v1 request.
     pub ca: Option<std::path::PathBuf>,
 }
 
