@@ -43,7 +43,9 @@ pub mod csr;
 pub mod keytransfer;
 pub mod lock;
 pub mod node;
-pub mod resolve;
 pub mod settings;
 pub mod startup;
 pub mod wire;
+
+/// Broker URLs and SRV lookups, shared with the provisioner (the `choria-resolve` crate).
+pub use choria_resolve as resolve;
