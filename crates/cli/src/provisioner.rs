@@ -199,7 +199,8 @@ fn run_provisioner(args: RunArgs) -> anyhow::Result<ExitCode> {
             Failure::failed(format!("Provisioning could not configure Choria: {err}"))
         })?;
         let provisioner = Provisioner::new(settings, nats, &client.identity, &client.caller_id)
-            .with_protocol(client.protocol());
+            .with_protocol(client.protocol())
+            .with_timeouts(client.timeouts);
         let cancel = CancellationToken::new();
         spawn_signal_handler(cancel.clone())?;
         let pid_guard = match &args.pid {

@@ -1,13 +1,20 @@
-//! The provisioner as a Choria client (spec §3.4): identity, brokers and credentials from
-//! the Choria `key = value` client config, and the NATS connection built from them.
+//! The provisioner as a Choria client (spec §3.4): identity, brokers, credentials and
+//! `discovery_timeout` from the Choria `key = value` client config, and the NATS
+//! connection built from them. Brokers come from `plugin.choria.middleware_hosts`, or
+//! when that is empty from SRV records looked up when connecting.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use choria_config::Config;
+use choria_resolve::{middleware, ResolveError, Resolver};
 use choria_tokens::{parse_client_token_unverified, Ed25519Seed};
 
 use crate::settings::Settings;
+use crate::timeouts::Timeouts;
+
+/// SRV lookups tried when connecting before giving up (with backoff in between).
+pub const SRV_ATTEMPTS: u32 = 3;
 
 /// Why the client side could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +30,12 @@ pub enum ClientError {
         key: &'static str,
         /// Why.
         reason: String,
+    },
+    /// `plugin.choria.middleware_hosts` is empty and SRV found no broker.
+    #[error("no broker to connect to: plugin.choria.middleware_hosts is empty and {source}; set plugin.choria.middleware_hosts, or publish those SRV records (their domain is plugin.choria.srv_domain, else this host's domain)")]
+    NoBrokers {
+        /// What the lookups found.
+        source: ResolveError,
     },
     /// Connecting failed.
     #[error("could not connect to {urls}: {message}")]
@@ -70,6 +83,19 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Where the brokers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Brokers {
+    /// `plugin.choria.middleware_hosts`.
+    Urls(Vec<String>),
+    /// SRV records `_mcollective-server._tcp.<domain>` or
+    /// `_x-puppet-mcollective._tcp.<domain>`, looked up when connecting.
+    Srv {
+        /// `plugin.choria.srv_domain`, else this host's domain.
+        domain: String,
+    },
+}
+
 /// Everything needed to connect as the provisioner.
 #[derive(Clone)]
 pub struct ClientSettings {
@@ -77,8 +103,8 @@ pub struct ClientSettings {
     pub identity: String,
     /// Caller id (`choria=<identity>` or the JWT `callerid`).
     pub caller_id: String,
-    /// Broker URLs.
-    pub urls: Vec<String>,
+    /// Where the brokers come from.
+    pub brokers: Brokers,
     /// CA bundle to verify the broker, if any.
     pub ca: Option<PathBuf>,
     /// Whether TLS is used.
@@ -87,6 +113,8 @@ pub struct ClientSettings {
     pub credentials: Credentials,
     /// Password of user `provisioner` (secret; empty = none).
     pub password: String,
+    /// RPC and discovery timeouts (`discovery_timeout`).
+    pub timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for ClientSettings {
@@ -95,11 +123,12 @@ impl std::fmt::Debug for ClientSettings {
         f.debug_struct("ClientSettings")
             .field("identity", &self.identity)
             .field("caller_id", &self.caller_id)
-            .field("urls", &self.urls)
+            .field("brokers", &self.brokers)
             .field("ca", &self.ca)
             .field("tls", &self.tls)
             .field("credentials", &self.credentials)
             .field("password_set", &!self.password.is_empty())
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
@@ -123,15 +152,11 @@ impl ClientSettings {
                 key: "identity",
                 reason: "no identity configured".into(),
             })?;
-        let urls = config.get_list_or_empty("plugin.choria.middleware_hosts");
-        if urls.is_empty() {
-            return Err(ClientError::Invalid {
-                key: "plugin.choria.middleware_hosts",
-                reason:
-                    "no broker configured; SRV lookups are not supported by this provisioner yet"
-                        .into(),
-            });
-        }
+        let brokers = brokers_from(config, middleware::host_domain)?;
+        let timeouts = Timeouts::from_config(config).map_err(|err| ClientError::Invalid {
+            key: crate::timeouts::DISCOVERY_TIMEOUT_KEY,
+            reason: err.to_string(),
+        })?;
         let provider = config.get_string_or("plugin.security.provider", "file");
         let (credentials, caller_id, ca) = if settings.choria_insecure {
             (Credentials::None, format!("choria={identity}"), None)
@@ -216,11 +241,12 @@ impl ClientSettings {
         Ok(ClientSettings {
             identity,
             caller_id,
-            urls,
+            brokers,
             ca,
             tls: !settings.choria_insecure,
             credentials,
             password: settings.broker_provisioning_password.clone(),
+            timeouts,
         })
     }
 
@@ -232,8 +258,59 @@ impl ClientSettings {
         }
     }
 
-    /// Connects (retrying until the broker accepts us).
+    /// The broker URLs: `plugin.choria.middleware_hosts`, or the SRV records asked
+    /// through `resolver` (default: the system's) up to [`SRV_ATTEMPTS`] times.
+    pub async fn broker_urls(
+        &self,
+        resolver: Option<&Resolver>,
+    ) -> Result<Vec<String>, ClientError> {
+        let domain = match &self.brokers {
+            Brokers::Urls(urls) => return Ok(urls.clone()),
+            Brokers::Srv { domain } => domain,
+        };
+        let system;
+        let resolver = match resolver {
+            Some(resolver) => resolver,
+            None => {
+                system = Resolver::system().map_err(|source| ClientError::NoBrokers { source })?;
+                &system
+            }
+        };
+        let mut attempt = 0;
+        loop {
+            match middleware::brokers(resolver, domain).await {
+                Ok(found) => {
+                    let urls: Vec<String> = found.iter().map(ToString::to_string).collect();
+                    tracing::info!(
+                        "Found brokers {} through the SRV records of {domain}",
+                        urls.join(", ")
+                    );
+                    return Ok(urls);
+                }
+                Err(source) if attempt + 1 >= SRV_ATTEMPTS => {
+                    return Err(ClientError::NoBrokers { source })
+                }
+                Err(err) => {
+                    tracing::warn!("Looking up brokers through SRV failed, retrying: {err}");
+                    tokio::time::sleep(choria_resolve::backoff::backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Connects (retrying until the broker accepts us), finding brokers through the
+    /// system's DNS when `plugin.choria.middleware_hosts` is empty.
     pub async fn connect(&self) -> Result<async_nats::Client, ClientError> {
+        self.connect_with(None).await
+    }
+
+    /// [`ClientSettings::connect`] with SRV questions sent through `resolver`.
+    pub async fn connect_with(
+        &self,
+        resolver: Option<&Resolver>,
+    ) -> Result<async_nats::Client, ClientError> {
+        let broker_urls = self.broker_urls(resolver).await?;
         let mut options = match &self.credentials {
             Credentials::Jwt {
                 token,
@@ -286,21 +363,148 @@ impl ClientSettings {
         }
         let options =
             crate::service::configure_connection(options, &self.identity, &self.caller_id);
-        let urls: Vec<async_nats::ServerAddr> = self
-            .urls
+        let urls: Vec<async_nats::ServerAddr> = broker_urls
             .iter()
             .map(|u| u.parse())
             .collect::<Result<_, _>>()
             .map_err(|e: std::io::Error| ClientError::Connect {
-                urls: self.urls.join(","),
+                urls: broker_urls.join(","),
                 message: e.to_string(),
             })?;
         options
             .connect(urls.as_slice())
             .await
             .map_err(|e| ClientError::Connect {
-                urls: self.urls.join(","),
+                urls: broker_urls.join(","),
                 message: e.to_string(),
             })
+    }
+}
+
+/// Where the brokers come from: `plugin.choria.middleware_hosts`, else (unless
+/// `plugin.choria.use_srv` is false) SRV under `plugin.choria.srv_domain` or, when that
+/// is unset, `host_domain()`.
+fn brokers_from(
+    config: &Config,
+    host_domain: impl FnOnce() -> Option<String>,
+) -> Result<Brokers, ClientError> {
+    let urls = config.get_list_or_empty("plugin.choria.middleware_hosts");
+    if !urls.is_empty() {
+        return Ok(Brokers::Urls(urls));
+    }
+    if !config.get_bool_or("plugin.choria.use_srv", true)? {
+        return Err(ClientError::Invalid {
+            key: "plugin.choria.middleware_hosts",
+            reason: "no broker configured and SRV lookups are off (plugin.choria.use_srv = false); set plugin.choria.middleware_hosts or enable plugin.choria.use_srv".into(),
+        });
+    }
+    let domain = config
+        .get_string("plugin.choria.srv_domain")
+        .map(|d| d.trim().trim_end_matches('.').to_string())
+        .filter(|d| !d.is_empty())
+        .or_else(host_domain)
+        .ok_or(ClientError::Invalid {
+            key: "plugin.choria.srv_domain",
+            reason: "plugin.choria.middleware_hosts is empty and this host's name has no domain to look up SRV records under; set plugin.choria.middleware_hosts or plugin.choria.srv_domain".into(),
+        })?;
+    Ok(Brokers::Srv { domain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse_str(text, "client.conf").expect("valid config")
+    }
+
+    #[test]
+    fn middleware_hosts_win() {
+        let brokers = brokers_from(
+            &config("plugin.choria.middleware_hosts = nats://a:4222, b:4222\nplugin.choria.srv_domain = x.net\n"),
+            || None,
+        )
+        .expect("brokers");
+        assert_eq!(
+            brokers,
+            Brokers::Urls(vec!["nats://a:4222".into(), "b:4222".into()])
+        );
+    }
+
+    #[test]
+    fn srv_uses_the_srv_domain_then_the_host_domain() {
+        let brokers = brokers_from(&config("plugin.choria.srv_domain = example.net.\n"), || {
+            Some("host.example".into())
+        })
+        .expect("brokers");
+        assert_eq!(
+            brokers,
+            Brokers::Srv {
+                domain: "example.net".into()
+            }
+        );
+        let brokers = brokers_from(&config("identity = p\n"), || Some("dc1.example".into()))
+            .expect("brokers");
+        assert_eq!(
+            brokers,
+            Brokers::Srv {
+                domain: "dc1.example".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_way_to_find_brokers_names_the_keys() {
+        let err = brokers_from(&config("identity = p\n"), || None).expect_err("no domain");
+        let text = err.to_string();
+        assert!(
+            text.contains("plugin.choria.srv_domain")
+                && text.contains("plugin.choria.middleware_hosts"),
+            "{text}"
+        );
+        let err = brokers_from(
+            &config("plugin.choria.use_srv = false\nplugin.choria.srv_domain = example.net\n"),
+            || None,
+        )
+        .expect_err("srv off");
+        let text = err.to_string();
+        assert!(text.contains("plugin.choria.use_srv"), "{text}");
+        assert!(brokers_from(&config("plugin.choria.use_srv = maybe\n"), || None).is_err());
+    }
+
+    #[test]
+    fn discovery_timeout_is_read_and_validated() {
+        let settings = Settings::parse_str(
+            "helper: /bin/true\nchoria_insecure: true\n",
+            Path::new("provisioner.yaml"),
+        )
+        .expect("settings");
+        let base = "identity = p\nplugin.choria.middleware_hosts = nats://127.0.0.1:4222\n";
+        let client = ClientSettings::from_config(&config(base), &settings).expect("client");
+        assert_eq!(client.timeouts, Timeouts::default());
+        let client = ClientSettings::from_config(
+            &config(&format!("{base}discovery_timeout = 8\n")),
+            &settings,
+        )
+        .expect("client");
+        assert_eq!(
+            client.timeouts.provision(),
+            std::time::Duration::from_secs(28)
+        );
+        let err = ClientSettings::from_config(
+            &config(&format!("{base}discovery_timeout = 0\n")),
+            &settings,
+        )
+        .expect_err("zero refused");
+        assert!(
+            matches!(
+                err,
+                ClientError::Invalid {
+                    key: "discovery_timeout",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,8 @@
 //! - [`rpc`], [`wire`]: RPC over one connection and one wildcard reply subscription (P1).
 //! - [`pipeline`]: the per-node pass (spec §1.6); [`service`]: discovery, workers, HA wiring.
 //! - [`example_helper`]: a built-in helper for demos (`serve_stdio`).
-//! - [`client`]: the provisioner as a Choria client (identity, brokers, credentials).
+//! - [`client`]: the provisioner as a Choria client (identity, brokers, credentials);
+//!   [`timeouts`]: RPC and discovery timeouts from its `discovery_timeout`.
 //! - [`keydelivery`], [`csr`], [`version`]: the crypto and checks of spec §4 and appendix B.
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod rpc;
 pub mod service;
 pub mod settings;
+pub mod timeouts;
 pub mod version;
 pub mod wire;
 

@@ -21,11 +21,8 @@ use crate::keydelivery::{encrypt_for_node, KeyDeliveryError};
 use crate::metrics::Metrics;
 use crate::rpc::{Rpc, RpcError, RpcReply};
 use crate::settings::{parse_duration, Settings};
+use crate::timeouts::{Timeouts, PROVISION_DDL_TIMEOUT, RPCUTIL_DDL_TIMEOUT};
 
-/// Per-attempt timeout of `choria_provision` actions (discovery timeout 2 s + DDL 20 s).
-pub const PROVISION_TIMEOUT: Duration = Duration::from_secs(22);
-/// Per-attempt timeout of `rpcutil#inventory` (2 s + DDL 2 s).
-pub const INVENTORY_TIMEOUT: Duration = Duration::from_secs(4);
 /// Upstream issuer of non-chained server tokens.
 pub const PROVISIONER_ISSUER: &str = "Choria Provisioner";
 /// FiveSec backoff steps (ms), spec §1.8.
@@ -123,6 +120,7 @@ pub struct Pipeline {
     helper: Helper,
     metrics: Arc<Metrics>,
     paused: Arc<AtomicBool>,
+    timeouts: Timeouts,
     /// Upgrades we asked for (identity → target), to catch upgrade loops (B12).
     upgrades: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
@@ -135,7 +133,8 @@ struct Action {
     agent: &'static str,
     action: &'static str,
     tries: u32,
-    timeout: Duration,
+    /// The agent's DDL timeout; an attempt waits `discovery_timeout` longer (§1.8).
+    ddl_timeout: Duration,
 }
 
 const JWT: Action = Action {
@@ -143,56 +142,56 @@ const JWT: Action = Action {
     agent: "choria_provision",
     action: "jwt",
     tries: 3,
-    timeout: PROVISION_TIMEOUT,
+    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const GEN25519: Action = Action {
     rpc: "choria_provision#gen25519",
     agent: "choria_provision",
     action: "gen25519",
     tries: 5,
-    timeout: PROVISION_TIMEOUT,
+    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const INVENTORY: Action = Action {
     rpc: "rpcutil#inventory",
     agent: "rpcutil",
     action: "inventory",
     tries: 5,
-    timeout: INVENTORY_TIMEOUT,
+    ddl_timeout: RPCUTIL_DDL_TIMEOUT,
 };
 const GENCSR: Action = Action {
     rpc: "choria_provision#gencsr",
     agent: "choria_provision",
     action: "gencsr",
     tries: 1,
-    timeout: PROVISION_TIMEOUT,
+    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const RELEASE_UPDATE: Action = Action {
     rpc: "choria_provision#release_update",
     agent: "choria_provision",
     action: "release_update",
     tries: 3,
-    timeout: PROVISION_TIMEOUT,
+    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const CONFIGURE: Action = Action {
     rpc: "choria_provision#configure",
     agent: "choria_provision",
     action: "configure",
     tries: 5,
-    timeout: PROVISION_TIMEOUT,
+    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const RESTART: Action = Action {
     rpc: "choria_provision#restart",
     agent: "choria_provision",
     action: "restart",
     tries: 3,
-    timeout: PROVISION_TIMEOUT,
+    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const SHUTDOWN: Action = Action {
     rpc: "choria_provision#shutdown",
     agent: "choria_provision",
     action: "shutdown",
     tries: 3,
-    timeout: PROVISION_TIMEOUT,
+    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 
 fn string_field(reply: &RpcReply, key: &str) -> Result<String, RpcError> {
@@ -236,8 +235,20 @@ impl Pipeline {
             helper,
             metrics,
             paused,
+            timeouts: Timeouts::default(),
             upgrades: Default::default(),
         }
+    }
+
+    /// Uses `timeouts` (from the Choria client config) instead of the defaults.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Pipeline {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Per-attempt timeout of `action`: `discovery_timeout` + the agent DDL timeout.
+    fn attempt_timeout(&self, action: &Action) -> Duration {
+        self.timeouts.discovery() + action.ddl_timeout
     }
 
     fn remembered_upgrades(
@@ -283,7 +294,7 @@ impl Pipeline {
                     action.agent,
                     action.action,
                     data(),
-                    action.timeout,
+                    self.attempt_timeout(action),
                 )
                 .await;
             self.metrics.observe_rpc(action.rpc, started.elapsed());

@@ -18,11 +18,8 @@ use crate::pipeline::{PassResult, Pipeline};
 use crate::registry::{AddOutcome, Registry, Source, QUEUE_CAPACITY, SUCCESS_HOLD};
 use crate::rpc::Rpc;
 use crate::settings::Settings;
+use crate::timeouts::{Timeouts, DISCOVERY_IDLE};
 
-/// Overall broadcast discovery timeout.
-pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Discovery stops this long after the last reply.
-pub const DISCOVERY_IDLE: Duration = Duration::from_millis(300);
 /// How long shutdown waits for in-flight passes (B11).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Provisioner version reported in its startup event.
@@ -120,6 +117,7 @@ pub struct Provisioner {
     status: Arc<Status>,
     election_api_prefix: String,
     version: crate::wire::Version,
+    timeouts: Timeouts,
     monitor: Option<tokio::net::TcpListener>,
 }
 
@@ -174,6 +172,7 @@ impl Provisioner {
             status,
             election_api_prefix: election::CHORIA_API_PREFIX.to_string(),
             version: crate::wire::Version::V1,
+            timeouts: Timeouts::default(),
             monitor: None,
         }
     }
@@ -188,6 +187,13 @@ impl Provisioner {
     /// Speaks Choria protocol v2 (ed25519/JWT sites) instead of v1.
     pub fn with_protocol(mut self, version: crate::wire::Version) -> Provisioner {
         self.version = version;
+        self
+    }
+
+    /// Uses the RPC and discovery timeouts of the Choria client config
+    /// ([`crate::ClientSettings::timeouts`]) instead of the defaults.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Provisioner {
+        self.timeouts = timeouts;
         self
     }
 
@@ -331,7 +337,8 @@ impl Provisioner {
             helper,
             self.metrics.clone(),
             paused.clone(),
-        );
+        )
+        .with_timeouts(self.timeouts);
         let queue = Arc::new(Mutex::new(queue));
         let workers = TaskTracker::new();
         for _ in 0..s.workers {
@@ -351,7 +358,10 @@ impl Provisioner {
                 tracing::debug!("Skipping discovery while paused");
             } else {
                 self.metrics.discover_cycles.fetch_add(1, Ordering::Relaxed);
-                match rpc.discover(DISCOVERY_TIMEOUT, DISCOVERY_IDLE).await {
+                match rpc
+                    .discover(self.timeouts.discovery_window(), DISCOVERY_IDLE)
+                    .await
+                {
                     Ok(found) => {
                         for identity in found {
                             if registry.add(&identity, Source::Discovery) == AddOutcome::Queued {

@@ -44,8 +44,10 @@ pub mod csr;
 pub mod keytransfer;
 pub mod lock;
 pub mod node;
-pub mod resolve;
 pub mod settings;
 pub mod startup;
 pub mod verify;
 pub mod wire;
+
+/// Broker URLs and SRV lookups, shared with the provisioner (the `choria-resolve` crate).
+pub use choria_resolve as resolve;

@@ -120,6 +120,7 @@ pub struct NodeOptions {
 pub struct Node {
     options: NodeOptions,
     phase: watch::Sender<Phase>,
+    resolver: Option<resolve::Resolver>,
 }
 
 enum Outcome {
@@ -142,7 +143,14 @@ impl Node {
         Node {
             options,
             phase: watch::Sender::new(Phase::Starting),
+            resolver: None,
         }
+    }
+
+    /// Looks up SRV records through `resolver` instead of the system configuration.
+    pub fn with_resolver(mut self, resolver: resolve::Resolver) -> Node {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// A receiver that sees every phase change.
@@ -196,7 +204,21 @@ impl Node {
         cancel: &CancellationToken,
     ) -> Result<Outcome, NodeError> {
         let settings = &startup.settings;
-        let servers = resolve::resolve(&settings.broker_urls, &settings.srv_domain, cancel).await?;
+        let servers = resolve::provisioning::targets(
+            &settings.broker_urls,
+            &settings.srv_domain,
+            self.resolver.as_ref(),
+            cancel,
+        )
+        .await?;
+        tracing::info!(
+            "Entering provision mode with servers {}",
+            servers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let user = (!settings.username.is_empty() && !settings.password.is_empty())
             .then(|| (settings.username.clone(), settings.password.clone()));
         let spec = ConnectSpec {

@@ -1,7 +1,9 @@
 //! Test kit: starts real nats-server processes on free loopback ports for tests and
-//! benchmarks, and prints their logs when a test fails. No mocked broker anywhere.
+//! benchmarks, and prints their logs when a test fails. No mocked broker anywhere; SRV
+//! lookups are tested against a real (small) DNS server, [`dns::TestDns`].
 #![deny(missing_docs)]
 
+pub mod dns;
 pub mod site;
 
 use std::net::{SocketAddr, TcpListener};
