@@ -3,14 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use choria_broker::{Broker, BrokerSettings, RunningBroker};
+use choria_testkit::delivery::publish_until_received;
 use choria_testkit::free_port;
 use choria_testkit::site::{Credentials, SiteOptions, TestSite};
 use choria_tokens::{ClientPermissions, Ed25519Seed};
 use common::*;
-use futures::StreamExt as _;
 
 const PEER_USER: &str = "routes";
 const PEER_PASSWORD: &str = "route-secret";
@@ -63,29 +61,6 @@ fn provisioning_token(site: &TestSite) -> Credentials {
     }
 }
 
-/// Publishes `subject` from `publisher` until `sub` sees it: routes and the interest they
-/// carry take a moment to form after both brokers report ready.
-async fn until_routed(
-    publisher: &async_nats::Client,
-    subject: &str,
-    sub: &mut async_nats::Subscriber,
-) -> async_nats::Message {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        publisher
-            .publish(subject.to_string(), "hello".into())
-            .await
-            .expect("publish");
-        publisher.flush().await.expect("flush");
-        match tokio::time::timeout(Duration::from_millis(250), sub.next()).await {
-            Ok(Some(message)) => return message,
-            Ok(None) => panic!("subscription to {subject} closed"),
-            Err(_) if tokio::time::Instant::now() < deadline => continue,
-            Err(_) => panic!("{subject} never crossed the cluster route"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_of_a_cluster_authorize_and_route_every_account() {
     let cluster = start_cluster().await;
@@ -112,7 +87,13 @@ async fn brokers_of_a_cluster_authorize_and_route_every_account() {
         .connect_provisioner()
         .await
         .expect("A admits the provisioner");
-    let message = until_routed(&provisioner, "provisioning.node.n1.example.net", &mut own).await;
+    let message = publish_until_received(
+        &provisioner,
+        "provisioning.node.n1.example.net",
+        b"hello",
+        &mut own,
+    )
+    .await;
     assert_eq!(message.payload.as_ref(), b"hello");
 
     // The system account spans the cluster: A's system user sees B's connection placed.
@@ -160,7 +141,13 @@ async fn brokers_of_a_cluster_authorize_and_route_every_account() {
         .connect_jwt(&client_token, &client_seed, "operator")
         .await
         .expect("A admits the fleet client");
-    until_routed(&client, "choria.node.s1.example.net", &mut server_node).await;
+    publish_until_received(
+        &client,
+        "choria.node.s1.example.net",
+        b"hello",
+        &mut server_node,
+    )
+    .await;
     let (account, _) = placement(site, "s1.example.net").await.expect("listed");
     assert_eq!(account, "choria");
 
@@ -170,9 +157,10 @@ async fn brokers_of_a_cluster_authorize_and_route_every_account() {
         .await
         .expect("sub");
     client.flush().await.expect("flush");
-    until_routed(
+    publish_until_received(
         &node.client,
         "choria.lifecycle.event.startup.provision_mode_server",
+        b"{}",
         &mut lifecycle,
     )
     .await;

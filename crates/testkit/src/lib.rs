@@ -3,6 +3,7 @@
 //! lookups are tested against a real (small) DNS server, [`dns::TestDns`].
 #![deny(missing_docs)]
 
+pub mod delivery;
 pub mod dns;
 pub mod site;
 
