@@ -77,8 +77,16 @@ fn json(s: &Storm) -> serde_json::Value {
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // async-nats re-reads the system root store on every connection (nats-io/nats.rs#1622),
+    // which would put the bench client's own CPU into both storms; every connection here
+    // brings the site CA. Set before the runtime starts any thread.
+    std::env::set_var("SSL_CERT_FILE", "/dev/null");
+    std::env::remove_var("SSL_CERT_DIR");
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let connections: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5000);
     let concurrency: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(128);
