@@ -180,7 +180,12 @@ pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
             q(&host_port(&settings.listen_address, port))
         );
         let _ = writeln!(out, "  compression: true");
-        let _ = writeln!(out, "  handshake_timeout: \"2s\"");
+        // The enrolment listener takes the same power-on storms as the client port.
+        let _ = writeln!(
+            out,
+            "  handshake_timeout: \"{}ms\"",
+            settings.tls_timeout.as_millis()
+        );
         let _ = writeln!(
             out,
             "  tls {{ cert_file: {}, key_file: {} }}",

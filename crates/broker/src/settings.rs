@@ -17,8 +17,12 @@ pub const DEFAULT_CLIENT_PORT: u16 = 4222;
 pub const DEFAULT_LISTEN_ADDRESS: &str = "::";
 /// Default cluster port when peers are set.
 pub const DEFAULT_PEER_PORT: u16 = 5222;
-/// Default TLS and auth timeouts.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default TLS and auth timeouts (`tls_timeout`, `auth_timeout`). Upstream's 2 s lets a
+/// power-on storm livelock: handshakes queued behind thousands of others are cut off, the
+/// nodes retry, and the broker spends its CPU on connections nobody waits for (10,000 nodes
+/// at once: none in the fleet after 240 s with 2 s, all in 74 s with 10 s on broker and
+/// nodes; docs/benchmarks.md). Set the keys to 2s for upstream's behaviour.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of authorization requests handled at once.
 pub const DEFAULT_AUTH_CONCURRENCY: usize = 64;
 

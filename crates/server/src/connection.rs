@@ -18,8 +18,20 @@ use crate::resolve::BrokerUrl;
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(20);
 /// Longest wait between initial connection attempts.
 pub const MAX_INITIAL_DELAY: Duration = Duration::from_secs(5);
-/// Default connect timeout (`plugin.choria.network.connect_timeout`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default connect timeout (`plugin.choria.network.connect_timeout`). Upstream's default is
+/// 2 s; when thousands of machines power on at once, a broker needs longer than that for
+/// each TLS handshake and authorization, and nodes that give up at 2 s only retry into the
+/// same queue (docs/benchmarks.md, "Connection storms"). Set the key to 2s for upstream's
+/// behaviour.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connect timeout `config` asks for (`plugin.choria.network.connect_timeout`), or
+/// [`CONNECT_TIMEOUT`].
+pub fn connect_timeout(
+    config: &choria_config::Config,
+) -> Result<Duration, choria_config::ConfigError> {
+    config.get_duration_or("plugin.choria.network.connect_timeout", CONNECT_TIMEOUT)
+}
 /// Messages buffered per subscription before NATS drops them (keeps per-node memory small).
 pub const SUBSCRIPTION_CAPACITY: usize = 64;
 
@@ -76,6 +88,8 @@ pub struct ConnectSpec {
     pub credentials: Credentials,
     /// CA to verify the broker with; `None` means unverified anonymous TLS.
     pub ca: Option<PathBuf>,
+    /// How long one connection attempt (TCP, TLS and CONNECT) may take.
+    pub connect_timeout: Duration,
 }
 
 /// Errors connecting.
@@ -188,7 +202,7 @@ fn options(spec: &ConnectSpec) -> Result<ConnectOptions, ConnectError> {
         .name(&spec.name)
         .tls_client_config(tls)
         .require_tls(true)
-        .connection_timeout(CONNECT_TIMEOUT)
+        .connection_timeout(spec.connect_timeout)
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| {
             jitter(

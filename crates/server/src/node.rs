@@ -230,6 +230,8 @@ impl Node {
                 user,
             },
             ca: None,
+            connect_timeout: connection::connect_timeout(&startup.config)
+                .map_err(startup::StartupError::from)?,
         };
         let agents = vec![
             "choria_provision".to_string(),
@@ -396,6 +398,8 @@ impl Node {
             ),
             credentials,
             ca,
+            connect_timeout: connection::connect_timeout(config)
+                .map_err(startup::StartupError::from)?,
         };
         let mut agents = vec![
             "choria_util".to_string(),

@@ -21,6 +21,7 @@ fn provisioning_spec(site: &TestSite, identity: &str, jwt: String) -> ConnectSpe
         inbox_prefix: "provisioning.reply".into(),
         credentials: Credentials::Provisioning { jwt, user: None },
         ca: None,
+        connect_timeout: choria_server::connection::CONNECT_TIMEOUT,
     }
 }
 
@@ -91,6 +92,7 @@ async fn provisioned_node_connects_with_its_server_jwt() {
             certificate: None,
         },
         ca: Some(site.ca_path.clone()),
+        connect_timeout: choria_server::connection::CONNECT_TIMEOUT,
     };
     let node = tokio::time::timeout(WAIT, connect(&spec, &cancel))
         .await
@@ -149,6 +151,7 @@ async fn verified_tls_refuses_an_unknown_ca() {
             certificate: None,
         },
         ca: Some(ca),
+        connect_timeout: choria_server::connection::CONNECT_TIMEOUT,
     };
     let stop = cancel.clone();
     tokio::spawn(async move {
