@@ -328,7 +328,7 @@ pub fn verify_certificate(
             certificate_pem.len()
         )));
     }
-    let now = unix_seconds(now);
+    let now = choria_tokens::clock::unix_seconds(now);
     let leaf_der = certificate_ders(certificate_pem)?
         .into_iter()
         .next()
@@ -424,13 +424,6 @@ fn check_validity(
         });
     }
     Ok(())
-}
-
-fn unix_seconds(time: SystemTime) -> i64 {
-    match time.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
-    }
 }
 
 fn check_csr(csr_pem: &str) -> Result<String, PkiError> {
