@@ -173,18 +173,26 @@ async fn brokers_of_a_cluster_authorize_and_route_every_account() {
         .subscribe("provisioning.node.n1.example.net")
         .await
         .expect("sub");
-    node.client.flush().await.expect("flush");
+    // Both subscriptions are in place on B and known to A once the first marker arrives.
+    publish_until_received(
+        &provisioner,
+        "provisioning.node.n1.example.net",
+        b"ready",
+        &mut marker,
+    )
+    .await;
     client
         .publish("choria.node.s1.example.net", "fleet only".into())
         .await
         .expect("publish");
     client.flush().await.expect("flush");
-    provisioner
-        .publish("provisioning.node.n1.example.net", "marker".into())
-        .await
-        .expect("publish");
-    provisioner.flush().await.expect("flush");
-    assert_nothing_before_marker(&mut leak, &mut marker).await;
+    assert_nothing_before_marker(
+        &mut leak,
+        &provisioner,
+        "provisioning.node.n1.example.net",
+        &mut marker,
+    )
+    .await;
 
     cluster.b.shutdown().await;
 }

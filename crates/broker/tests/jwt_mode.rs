@@ -482,11 +482,13 @@ async fn provisioning_is_isolated_from_choria_except_lifecycle_events() {
         local.subject.as_str(),
         "choria.lifecycle.event.startup.provision_mode_server"
     );
-    provisioner
-        .publish("provisioning.marker", "m".into())
-        .await
-        .expect("pub");
-    assert_nothing_before_marker(&mut seen_by_provisioner, &mut marker).await;
+    assert_nothing_before_marker(
+        &mut seen_by_provisioner,
+        &provisioner,
+        "provisioning.marker",
+        &mut marker,
+    )
+    .await;
     site.shutdown().await;
 }
 

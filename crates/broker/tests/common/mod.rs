@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, Event};
+use choria_testkit::delivery::publish_until_received;
 use choria_testkit::site::{Credentials, TestSite};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -109,13 +110,17 @@ pub async fn recv(sub: &mut async_nats::Subscriber) -> async_nats::Message {
         .expect("subscription open")
 }
 
-/// Asserts nothing arrives on `sub` after the publisher's traffic was flushed through a
-/// marker message on `marker_sub`, which shares the connection with `sub`.
+/// Asserts nothing arrives on `sub` once a marker, published on `marker_subject` by
+/// `publisher` until `marker` (which shares the connection with `sub`) receives it, has
+/// come through. Retrying the marker matters across a cluster: a new subscription's interest
+/// reaches the peer broker asynchronously, so a single marker could be dropped.
 pub async fn assert_nothing_before_marker(
     sub: &mut async_nats::Subscriber,
+    publisher: &async_nats::Client,
+    marker_subject: &str,
     marker: &mut async_nats::Subscriber,
 ) {
-    recv(marker).await;
+    publish_until_received(publisher, marker_subject, b"marker", marker).await;
     if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), sub.next()).await {
         panic!("unexpected message on {}", m.subject);
     }
