@@ -4,7 +4,7 @@
 //! Everything is PEM text in and out, so callers decide where files go (and write
 //! private keys 0600). Built on `rcgen` (generation and signing) and `x509-parser`
 //! (reading requests back, and [`verify_certificate`]: is a caller's certificate issued by
-//! our CA and valid now).
+//! our CA and valid now). [`key_transfer`] moves a private key to a node during provisioning.
 //!
 //! ```
 //! let ca = choria_pki::CertificateAuthority::generate("Example CA")?;
@@ -19,6 +19,9 @@
 //! # Ok::<(), choria_pki::PkiError>(())
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod key_transfer;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};

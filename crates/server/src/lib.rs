@@ -11,7 +11,8 @@
 //! * [`wire`] and [`codec`]: requests, filters and replies over `choria-protocol`;
 //!   [`verify`]: the normal-mode trust policy (who may sign a request, v1 x509 and v2 JWT).
 //! * [`agents`]: `choria_provision`, `rpcutil`, `discovery` logic, free of network I/O.
-//! * [`keytransfer`], [`lock`], [`csr`], [`conf`]: pieces the provisioning agent uses.
+//! * [`lock`], [`csr`], [`conf`]: pieces the provisioning agent uses (key transfer is
+//!   `choria_pki::key_transfer`, shared with the provisioner).
 //! * [`buildinfo`]: the `choria buildinfo` Server Settings section.
 //!
 //! # Example
@@ -41,7 +42,6 @@ pub mod codec;
 pub mod conf;
 pub mod connection;
 pub mod csr;
-pub mod keytransfer;
 pub mod lock;
 pub mod node;
 pub mod settings;

@@ -12,9 +12,9 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::{json, Value};
 
+use choria_pki::key_transfer::{bytes_to_key, EcdhKeyPair};
 use choria_server::agents::provision::{Effect, ProvisionAgent, ProvisionContext, RequestInfo};
 use choria_server::agents::Status;
-use choria_server::keytransfer::{bytes_to_key, EcdhKeyPair};
 
 const TOKEN: &str = "toomanysecrets";
 
@@ -64,6 +64,9 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// Encrypts the way OpenSSL writes a traditional PEM (upper-case IV), independently of
+/// `choria_pki::key_transfer::encrypt_legacy_pem`, so the node is tested against a second
+/// writer.
 fn encrypt_for(server_public: &str, provisioner: &EcdhKeyPair, der: &[u8]) -> String {
     let secret = provisioner.shared_secret(server_public).unwrap();
     let iv = [3u8; 16];

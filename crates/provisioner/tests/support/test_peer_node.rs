@@ -83,7 +83,6 @@ impl TestPeerNode {
             seen.clone(),
         );
         let task = tokio::spawn(async move {
-            let mut x25519_private = [0u8; 32];
             let mut version = "0.1.0".to_string();
             loop {
                 let msg = tokio::select! {
@@ -118,14 +117,9 @@ impl TestPeerNode {
                     } else {
                         match (req.agent.as_str(), action.as_str()) {
                             ("choria_provision", "jwt") => {
-                                rand::rngs::OsRng.fill_bytes(&mut x25519_private);
                                 let public =
-                                    choria_provisioner::keydelivery::x25519_public(&x25519_private);
-                                (
-                                    0,
-                                    "OK".into(),
-                                    json!({"jwt": jwt, "ecdh_public": hex::encode(public)}),
-                                )
+                                    choria_pki::key_transfer::EcdhKeyPair::generate().public_hex();
+                                (0, "OK".into(), json!({"jwt": jwt, "ecdh_public": public}))
                             }
                             ("choria_provision", "gen25519") => {
                                 let mut seed = [0u8; 32];

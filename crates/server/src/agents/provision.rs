@@ -20,8 +20,8 @@ use choria_config::files::{self, SECRET_MODE};
 
 use crate::agents::{ActionReply, Status};
 use crate::conf;
-use crate::keytransfer::{decrypt_legacy_pem, EcdhKeyPair};
 use crate::lock::{holder_key, ProvisionLock};
+use choria_pki::key_transfer::{decrypt_rsa_key_pem, EcdhKeyPair};
 
 /// The agent's name on the wire.
 pub const AGENT: &str = "choria_provision";
@@ -411,7 +411,7 @@ impl ProvisionAgent {
             })?;
             let decrypted = keys
                 .shared_secret(&input.ecdh_public)
-                .and_then(|secret| decrypt_legacy_pem(&input.key, &secret))
+                .and_then(|secret| decrypt_rsa_key_pem(&input.key, &secret))
                 .map_err(|err| {
                     ActionReply::aborted(format!(
                         "TLS Setup Failed: could not decrypt private key: {err}"
