@@ -488,7 +488,9 @@ mod tests {
         )
         .expect("client");
         assert_eq!(
-            client.timeouts.provision(),
+            client
+                .timeouts
+                .attempt(crate::timeouts::PROVISION_DDL_TIMEOUT),
             std::time::Duration::from_secs(28)
         );
         let err = ClientSettings::from_config(

@@ -246,11 +246,6 @@ impl Pipeline {
         self
     }
 
-    /// Per-attempt timeout of `action`: `discovery_timeout` + the agent DDL timeout.
-    fn attempt_timeout(&self, action: &Action) -> Duration {
-        self.timeouts.discovery() + action.ddl_timeout
-    }
-
     fn remembered_upgrades(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
@@ -294,7 +289,7 @@ impl Pipeline {
                     action.agent,
                     action.action,
                     data(),
-                    self.attempt_timeout(action),
+                    self.timeouts.attempt(action.ddl_timeout),
                 )
                 .await;
             self.metrics.observe_rpc(action.rpc, started.elapsed());

@@ -61,19 +61,11 @@ impl Timeouts {
         }
     }
 
-    /// `discovery_timeout` itself.
-    pub fn discovery(&self) -> Duration {
-        self.discovery
-    }
-
-    /// Per-attempt timeout of `choria_provision` actions (22 s by default).
-    pub fn provision(&self) -> Duration {
-        self.discovery + PROVISION_DDL_TIMEOUT
-    }
-
-    /// Per-attempt timeout of `rpcutil#inventory` (4 s by default).
-    pub fn inventory(&self) -> Duration {
-        self.discovery + RPCUTIL_DDL_TIMEOUT
+    /// Per-attempt timeout of an RPC to an agent whose DDL timeout is `ddl_timeout`:
+    /// `discovery_timeout` longer (22 s for `choria_provision` and 4 s for `rpcutil` by
+    /// default).
+    pub fn attempt(&self, ddl_timeout: Duration) -> Duration {
+        self.discovery + ddl_timeout
     }
 
     /// Overall timer of one broadcast discovery: `discovery_timeout`, at most 2 s.
@@ -103,8 +95,8 @@ mod tests {
     fn the_default_gives_the_upstream_numbers() {
         let t = from("identity = p\n").expect("valid");
         assert_eq!(t, Timeouts::default());
-        assert_eq!(t.provision(), Duration::from_secs(22));
-        assert_eq!(t.inventory(), Duration::from_secs(4));
+        assert_eq!(t.attempt(PROVISION_DDL_TIMEOUT), Duration::from_secs(22));
+        assert_eq!(t.attempt(RPCUTIL_DDL_TIMEOUT), Duration::from_secs(4));
         assert_eq!(t.discovery_window(), Duration::from_secs(2));
         assert_eq!(
             from("discovery_timeout =\n").expect("valid"),
@@ -115,12 +107,12 @@ mod tests {
     #[test]
     fn rpc_timeouts_add_the_ddl_timeout_and_the_window_is_capped() {
         let t = from("discovery_timeout = 5\n").expect("valid");
-        assert_eq!(t.provision(), Duration::from_secs(25));
-        assert_eq!(t.inventory(), Duration::from_secs(7));
+        assert_eq!(t.attempt(PROVISION_DDL_TIMEOUT), Duration::from_secs(25));
+        assert_eq!(t.attempt(RPCUTIL_DDL_TIMEOUT), Duration::from_secs(7));
         assert_eq!(t.discovery_window(), Duration::from_secs(2));
         let t = from("discovery_timeout = 1\n").expect("valid");
-        assert_eq!(t.provision(), Duration::from_secs(21));
-        assert_eq!(t.inventory(), Duration::from_secs(3));
+        assert_eq!(t.attempt(PROVISION_DDL_TIMEOUT), Duration::from_secs(21));
+        assert_eq!(t.attempt(RPCUTIL_DDL_TIMEOUT), Duration::from_secs(3));
         assert_eq!(t.discovery_window(), Duration::from_secs(1));
     }
 
