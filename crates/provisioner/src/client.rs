@@ -268,17 +268,11 @@ impl ClientSettings {
             Brokers::Urls(urls) => return Ok(urls.clone()),
             Brokers::Srv { domain } => domain,
         };
-        let system;
-        let resolver = match resolver {
-            Some(resolver) => resolver,
-            None => {
-                system = Resolver::system().map_err(|source| ClientError::NoBrokers { source })?;
-                &system
-            }
-        };
+        let resolver = Resolver::given_or_system(resolver)
+            .map_err(|source| ClientError::NoBrokers { source })?;
         let mut attempt = 0;
         loop {
-            match middleware::brokers(resolver, domain).await {
+            match middleware::brokers(&resolver, domain).await {
                 Ok(found) => {
                     let urls: Vec<String> = found.iter().map(ToString::to_string).collect();
                     tracing::info!(

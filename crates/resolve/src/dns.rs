@@ -1,6 +1,7 @@
 //! One SRV lookup through hickory-resolver, against the system's nameservers or explicit
 //! ones (tests point it at `choria_testkit::dns::TestDns`).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
@@ -61,6 +62,15 @@ impl Resolver {
             inner,
             nameservers: None,
         })
+    }
+
+    /// `resolver` when one is given, else [`Resolver::system`]: what callers that let
+    /// tests inject nameservers do.
+    pub fn given_or_system(resolver: Option<&Resolver>) -> Result<Cow<'_, Resolver>, ResolveError> {
+        match resolver {
+            Some(resolver) => Ok(Cow::Borrowed(resolver)),
+            None => Resolver::system().map(Cow::Owned),
+        }
     }
 
     /// A resolver asking exactly `nameservers` (UDP, TCP when an answer is truncated),

@@ -33,14 +33,7 @@ pub async fn targets(
         );
         return Err(ResolveError::NoServers);
     }
-    let system;
-    let resolver = match resolver {
-        Some(resolver) => resolver,
-        None => {
-            system = Resolver::system()?;
-            &system
-        }
-    };
+    let resolver = Resolver::given_or_system(resolver)?;
     let name = srv_name(srv_domain);
     let mut attempt = 0u32;
     loop {
