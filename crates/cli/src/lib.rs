@@ -4,12 +4,23 @@
 pub mod broker;
 pub mod buildinfo;
 pub mod demo;
+pub mod generate;
 pub mod jwt;
 pub mod logging;
 pub mod provisioner;
 pub mod server;
 
 use std::process::ExitCode;
+
+/// `--version` of both binaries: the crate version, the commit and the build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CHORIA_BUILD_COMMIT"),
+    ", built ",
+    env!("CHORIA_BUILD_DATE"),
+    ")"
+);
 
 /// A failure that carries the exit code it should produce.
 #[derive(Debug, thiserror::Error)]

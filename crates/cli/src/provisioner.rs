@@ -19,7 +19,7 @@ use crate::Failure;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "choria-provisioner",
-    version,
+    version = crate::VERSION,
     about = "The Choria Provisioning Framework",
     args_conflicts_with_subcommands = true
 )]
@@ -30,6 +30,9 @@ pub struct ProvisionerCli {
     /// Force debug logging.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Print a man page or shell completions made from these definitions, then exit.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub generate: Option<crate::generate::Generate>,
     /// What to do (`run` when omitted).
     #[command(subcommand)]
     pub command: Option<Command>,

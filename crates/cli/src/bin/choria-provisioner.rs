@@ -5,12 +5,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 
 use choria_cli::{logging, provisioner};
 
 fn main() -> ExitCode {
     let args = provisioner::ProvisionerCli::parse();
+    if let Some(kind) = args.generate {
+        let cmd = provisioner::ProvisionerCli::command();
+        return choria_cli::exit_code(choria_cli::generate::run(kind, cmd));
+    }
     // The service logs where its configuration's `logfile` says, standard output by default
     // (upstream wrote to a file named "info" by accident, spec B4). The example helper
     // logs to standard error: its standard output is the helper protocol.

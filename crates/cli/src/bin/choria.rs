@@ -5,12 +5,18 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
+use choria_cli::generate::{self, Generate};
 use choria_cli::{broker, buildinfo, demo, jwt, logging, server};
 
 #[derive(Debug, Parser)]
-#[command(name = "choria", version, about = "Choria provisioning in Rust")]
+#[command(
+    name = "choria",
+    version = choria_cli::VERSION,
+    about = "Choria provisioning in Rust",
+    after_help = "Example:\n  choria demo --nodes 100        a whole site on this machine, provisioned end to end"
+)]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
@@ -18,8 +24,11 @@ struct Cli {
     /// Log at debug level.
     #[arg(long, global = true)]
     debug: bool,
+    /// Print a man page or shell completions made from these definitions, then exit.
+    #[arg(long, value_enum, value_name = "KIND")]
+    generate: Option<Generate>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,10 +47,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(kind) = cli.generate {
+        return choria_cli::exit_code(generate::run(kind, Cli::command()));
+    }
+    let Some(command) = cli.command else {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a subcommand is required (see --help)",
+            )
+            .exit()
+    };
     // The demo runs thousands of nodes in this process: only their problems are news. The
     // NATS client's own reports of refused or dropped connections are expected while the
     // broker starts and nodes restart; the demo reports each node that does not come back.
-    let quiet_level = match cli.command {
+    let quiet_level = match command {
         Command::Demo(_) => "warn,async_nats=off",
         _ => "info",
     };
@@ -52,12 +72,12 @@ fn main() -> ExitCode {
         quiet_level,
         logging::Output::Stderr,
     );
-    if matches!(cli.command, Command::Server(_) | Command::Demo(_)) {
+    if matches!(command, Command::Server(_) | Command::Demo(_)) {
         // Nodes and the demo's fleet client bring their own trust roots. Still
         // single-threaded here, as setting the environment requires.
         choria_server::connection::skip_unused_system_roots();
     }
-    let result = match cli.command {
+    let result = match command {
         Command::Jwt(args) => jwt::run(*args),
         Command::Broker(args) => broker::run(args),
         Command::Server(args) => server::run(args),
