@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// The environment variable that names the nats-server binary to run.
 pub const NATS_SERVER_ENV: &str = "CHORIA_NATS_SERVER";
@@ -243,20 +243,7 @@ impl NatsServerProcess {
             path: log_path.to_path_buf(),
             source,
         })?;
-        let mut command = match setpriv() {
-            Some(setpriv) => {
-                let mut command = Command::new(setpriv);
-                command.args(["--pdeathsig", "TERM", "--"]).arg(binary);
-                command
-            }
-            None => {
-                tracing::warn!(
-                    "setpriv not found: nats-server will outlive this process if it is killed"
-                );
-                Command::new(binary)
-            }
-        };
-        let child = command
+        let child = crate::child::dying_with_parent(binary)
             .arg("-c")
             .arg(config)
             .arg("--ports_file_dir")
@@ -354,19 +341,6 @@ impl NatsServerProcess {
     pub async fn kill(&mut self) -> Result<(), NatsServerError> {
         self.child.kill().await.map_err(NatsServerError::Wait)
     }
-}
-
-/// `setpriv` (util-linux), which sets the parent-death signal without `unsafe` code here.
-fn setpriv() -> Option<PathBuf> {
-    ["/usr/bin/setpriv", "/bin/setpriv"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .or_else(|| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|dir| dir.join("setpriv"))
-                .find(|candidate| candidate.is_file())
-        })
 }
 
 /// Where nats-server started with `config` writes its `<name>_<pid>.ports` files.

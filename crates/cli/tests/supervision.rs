@@ -1,6 +1,7 @@
-//! `choria broker run` as a real process, crashed the way operators crash it: `kill -9`
-//! leaves no nats-server behind, a plain restart works with no manual step, and a second
-//! broker on the same JetStream store refuses to start instead of sharing it.
+//! Supervisors own their children for life, tested on real processes crashed the way
+//! operators crash them: a `kill -9`'d broker leaves no nats-server behind and a plain
+//! restart works; a second broker on one JetStream store refuses to start; a demo stopped by
+//! SIGTERM or SIGKILL takes its broker, nats-server and provisioners with it.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,105 @@ impl Drop for BrokerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every live descendant of `root`, found through `/proc/*/stat` parent links.
+fn descendants(root: u32) -> Vec<(u32, String)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let comm = head
+            .rsplit_once('(')
+            .map(|(_, c)| c.to_string())
+            .unwrap_or_default();
+        if state != "Z" && state != "X" {
+            all.push((pid, ppid, comm));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, ppid, comm) in &all {
+            if *ppid == parent {
+                found.push((*pid, comm.clone()));
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
+}
+
+/// Starts a demo that runs for a while, waits until its broker (with nats-server) and
+/// provisioner run, stops it with `signal`, and checks every one of them went with it.
+fn demo_children_go_with_the_demo(signal: Signal) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("demo.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_choria"))
+        .args([
+            "demo",
+            "--nodes",
+            "200",
+            "--boot-rate",
+            "5",
+            "--json",
+            "--workdir",
+        ])
+        .arg(dir.path().join("site"))
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let children = loop {
+        let children = descendants(demo.id());
+        let has = |name: &str| children.iter().any(|(_, comm)| comm.starts_with(name));
+        if has("nats-server") && has("choria-provisio") {
+            break children;
+        }
+        if let Some(status) = demo.try_wait().unwrap() {
+            panic!(
+                "demo ended ({status}) before its services ran: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "demo services never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    kill(Pid::from_raw(i32::try_from(demo.id()).unwrap()), signal).unwrap();
+    let _ = demo.wait();
+    for (pid, comm) in children {
+        assert!(
+            wait_gone(pid, Duration::from_secs(20)),
+            "{comm} ({pid}) outlived the demo after {signal:?}"
+        );
+    }
+}
+
+#[test]
+fn a_demo_stopped_with_sigterm_stops_its_services() {
+    demo_children_go_with_the_demo(Signal::SIGTERM);
+}
+
+#[test]
+fn a_demo_killed_with_sigkill_leaves_no_service_behind() {
+    demo_children_go_with_the_demo(Signal::SIGKILL);
 }
 
 /// Running, and not a zombie waiting for a reaper.
