@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::callout::{self, AuthService};
 use crate::decision::{Policy, PROBE_USER};
 use crate::metrics::{self, Metrics};
-use crate::nats_server::{self, NatsServerError, NatsServerProcess};
+use crate::nats_server::{self, NatsServerError, NatsServerProcess, StoreLock};
 use crate::natsconf::{self, Internal};
 use crate::settings::{BrokerSettings, SettingsError};
 use crate::streams;
@@ -97,6 +97,8 @@ pub struct RunningBroker {
     tasks: Vec<JoinHandle<()>>,
     service_client: async_nats::Client,
     pid: Arc<AtomicU32>,
+    /// Held until the broker is gone; the kernel releases it however the process ends.
+    _store_lock: Option<StoreLock>,
 }
 
 impl Broker {
@@ -107,6 +109,11 @@ impl Broker {
         work_dir: &Path,
     ) -> Result<RunningBroker, BrokerError> {
         let verifier = Arc::new(ChoriaVerifier::from_settings(&settings)?);
+        // Before anything listens: a second broker on the same store stops here.
+        let store_lock = match &settings.streams {
+            Some(streams) => Some(StoreLock::acquire(&streams.store)?),
+            None => None,
+        };
         std::fs::create_dir_all(work_dir).map_err(|e| BrokerError::Write {
             path: work_dir.to_path_buf(),
             reason: e.to_string(),
@@ -251,6 +258,7 @@ impl Broker {
             tasks,
             service_client,
             pid,
+            _store_lock: store_lock,
         };
         if let Err(e) = running.wait_ready(&tls, &probe_password).await {
             running.stop().await;

@@ -11,6 +11,7 @@
 //! - [`callout`]: the service loop (a thin shell around [`decision::decide`]).
 //! - [`broker`]: [`Broker::start`], supervision and [`RunningBroker`].
 //! - [`streams`], [`metrics`], [`report`]: managed streams, Prometheus, connection reports.
+//! - [`nats_server`]: finding and running nats-server; [`child`]: children that die with us.
 //!
 //! # Beyond upstream
 //! A provisioning-mode server may subscribe only to `provisioning.node.<its connection
@@ -23,6 +24,7 @@
 
 pub mod broker;
 pub mod callout;
+pub mod child;
 pub mod decision;
 pub mod metrics;
 pub mod nats_server;

@@ -100,6 +100,9 @@ pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
         let _ = writeln!(out, "    exports: [");
         let _ = writeln!(out, "      {{ service: \"$JS.API.STREAM.INFO.KV_CHORIA_LEADER_ELECTION\", accounts: [provisioning], response_type: singleton }}");
         let _ = writeln!(out, "      {{ service: \"$KV.CHORIA_LEADER_ELECTION.provisioner\", accounts: [provisioning], response_type: singleton }}");
+        // Beyond upstream: a leader that stops cleanly purges its key, so a standby takes
+        // over at once instead of after the bucket TTL.
+        let _ = writeln!(out, "      {{ service: \"$JS.API.STREAM.PURGE.KV_CHORIA_LEADER_ELECTION\", accounts: [provisioning], response_type: singleton }}");
         let _ = writeln!(out, "    ]");
         let _ = writeln!(out, "    imports: [");
         let _ = writeln!(
@@ -119,6 +122,7 @@ pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
         let _ = writeln!(out, "      {{ service: {{ account: choria, subject: \"$JS.API.STREAM.INFO.KV_CHORIA_LEADER_ELECTION\" }}, to: \"choria.streams.STREAM.INFO.KV_CHORIA_LEADER_ELECTION\" }}");
         let _ = writeln!(out, "      {{ service: {{ account: choria, subject: \"$KV.CHORIA_LEADER_ELECTION.provisioner\" }} }}");
         let _ = writeln!(out, "      {{ service: {{ account: choria, subject: \"$KV.CHORIA_LEADER_ELECTION.provisioner\" }}, to: \"choria.streams.$KV.CHORIA_LEADER_ELECTION.provisioner\" }}");
+        let _ = writeln!(out, "      {{ service: {{ account: choria, subject: \"$JS.API.STREAM.PURGE.KV_CHORIA_LEADER_ELECTION\" }}, to: \"choria.streams.STREAM.PURGE.KV_CHORIA_LEADER_ELECTION\" }}");
         let _ = writeln!(out, "    ]");
         let _ = writeln!(out, "  }}");
     }

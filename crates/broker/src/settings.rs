@@ -26,6 +26,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of authorization requests handled at once.
 pub const DEFAULT_AUTH_CONCURRENCY: usize = 64;
 
+/// Default `stream.leader_election_ttl`: a crashed provisioner leader is replaced within
+/// about this long (upstream defaults to a minute; `1m` in the config restores that).
+pub const DEFAULT_LEADER_ELECTION_TTL: Duration = Duration::from_secs(8);
+
 /// Why the settings are not usable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -77,7 +81,7 @@ pub struct StreamSettings {
     pub advisory_retention: Duration,
     /// `stream.executor_retention` (24h).
     pub executor_retention: Duration,
-    /// `stream.leader_election_ttl` (1m).
+    /// `stream.leader_election_ttl` ([`DEFAULT_LEADER_ELECTION_TTL`]; upstream's is 1m).
     pub leader_election_ttl: Duration,
     /// Replicas for every stream (`-1` in config = number of peers, min 1).
     pub replicas: usize,
@@ -321,7 +325,7 @@ impl BrokerSettings {
                     )?,
                     leader_election_ttl: cfg.get_duration_or(
                         &key("stream.leader_election_ttl"),
-                        Duration::from_secs(60),
+                        DEFAULT_LEADER_ELECTION_TTL,
                     )?,
                     replicas: usize::try_from(replicas).unwrap_or(replicas_default).max(1),
                 })

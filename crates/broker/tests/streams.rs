@@ -53,6 +53,61 @@ async fn provisioner_elects_through_the_imports() {
         .expect("answer");
     let second: serde_json::Value = serde_json::from_slice(&second.payload).expect("json");
     assert_eq!(second["error"]["err_code"], 10071, "{second}");
+    // The default TTL is short enough for failover in seconds.
+    assert_eq!(
+        info["config"]["max_age"].as_u64(),
+        u64::try_from(choria_broker::settings::DEFAULT_LEADER_ELECTION_TTL.as_nanos()).ok(),
+        "{info}"
+    );
+
+    // A provisioning-mode node may not purge the key (its publish permissions stop it) ...
+    let purge = || {
+        serde_json::json!({"filter": "$KV.CHORIA_LEADER_ELECTION.provisioner"})
+            .to_string()
+            .into_bytes()
+    };
+    let hostile = site
+        .connect_provisioning_node("would-be-evictor")
+        .await
+        .expect("node");
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        hostile.request(
+            "choria.streams.STREAM.PURGE.KV_CHORIA_LEADER_ELECTION",
+            purge().into(),
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a node purged the election key"
+    );
+    let still_held = tokio::time::timeout(Duration::from_secs(5), campaign())
+        .await
+        .expect("in time")
+        .expect("answer");
+    let still_held: serde_json::Value = serde_json::from_slice(&still_held.payload).expect("json");
+    assert_eq!(still_held["error"]["err_code"], 10071, "{still_held}");
+
+    // ... but the provisioner can release it, and a create succeeds at once afterwards.
+    let released = tokio::time::timeout(
+        Duration::from_secs(5),
+        provisioner.request(
+            "choria.streams.STREAM.PURGE.KV_CHORIA_LEADER_ELECTION",
+            purge().into(),
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("purge answers");
+    let released: serde_json::Value = serde_json::from_slice(&released.payload).expect("json");
+    assert_eq!(released["success"], true, "{released}");
+    let again = tokio::time::timeout(Duration::from_secs(5), campaign())
+        .await
+        .expect("in time")
+        .expect("answer");
+    let again: serde_json::Value = serde_json::from_slice(&again.payload).expect("json");
+    assert_eq!(again["stream"], "KV_CHORIA_LEADER_ELECTION", "{again}");
 
     // the managed streams exist in choria: lifecycle events from provisioning are stored
     let node = site

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::DemoError;
 
@@ -46,7 +46,8 @@ impl Service {
             .open(log)
             .map_err(|e| io("opening the log", e))?;
         let err = out.try_clone().map_err(|e| io("opening the log", e))?;
-        let child = Command::new(program)
+        // The demo's broker and provisioners go when the demo goes, even after kill -9.
+        let child = choria_broker::child::dying_with_parent(program)
             .args(args)
             .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())

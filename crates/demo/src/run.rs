@@ -59,14 +59,25 @@ impl DemoOptions {
     }
 }
 
-/// Runs the whole demo and returns its report; ctrl-c ends it early with what it has.
+/// Runs the whole demo and returns its report; ctrl-c or SIGTERM ends it early with what
+/// it has, and stops the broker and provisioners either way.
 pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
+        on_signal.cancel();
     });
     run_until(options, cancel).await
 }

@@ -1,6 +1,7 @@
 //! Active/standby leader election on the JetStream KV bucket `CHORIA_LEADER_ELECTION`
 //! (spec §5), wire-compatible with upstream: create = put expecting last sequence 0,
-//! keep = put expecting our last sequence, takeover once the bucket TTL expires the key.
+//! keep = put expecting our last sequence, takeover once the bucket TTL expires the key or
+//! the leader, stopping cleanly, purges it (beyond upstream, which leaves it to expire).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub const CHORIA_API_PREFIX: &str = "choria.streams";
 pub const WRONG_LAST_SEQUENCE: u64 = 10071;
 /// How long one election request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bounds of a standby's interval between attempts: often enough that a released or expired
+/// key is taken within about a second, rarely enough to cost the broker nothing.
+pub const CANDIDATE_POLL: (Duration, Duration) =
+    (Duration::from_millis(250), Duration::from_secs(1));
 
 /// This instance's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +189,53 @@ async fn answer<T: serde::de::DeserializeOwned>(
     })
 }
 
+#[derive(Deserialize)]
+struct PurgeResponse {
+    #[serde(default)]
+    success: bool,
+    error: Option<ApiError>,
+}
+
+/// Gives up the key (purges its subject), so a standby's create succeeds at once.
+///
+/// A purge leaves no marker, unlike a KV delete: the key's last sequence is 0 again, which
+/// is what a candidate's create expects. Call it only while leading; if leadership had
+/// already passed on, the new leader's next refresh fails and it campaigns again, so two
+/// leaders can never result.
+pub async fn release(
+    client: &async_nats::Client,
+    config: &ElectionConfig,
+) -> Result<(), ElectionError> {
+    let subject = format!("{}.STREAM.PURGE.KV_{}", config.api_prefix, config.bucket);
+    let body = serde_json::json!({ "filter": format!("$KV.{}.{}", config.bucket, config.key) });
+    let request = client.request(subject.clone(), body.to_string().into_bytes().into());
+    let answer: PurgeResponse = answer(&subject, request).await?;
+    match answer.error {
+        Some(err) => Err(ElectionError::JetStream {
+            subject,
+            code: err.err_code,
+            description: err.description,
+        }),
+        None if !answer.success => Err(ElectionError::Decode {
+            subject,
+            message: "purge answered without success".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// How long to wait before the next round: a leader refreshes four times per TTL (so
+/// three refreshes can be lost before the key expires), a standby polls at an eighth of
+/// the TTL within [`CANDIDATE_POLL`]; both jittered by ±25 %.
+pub fn round_interval(ttl: Duration, leading: bool) -> Duration {
+    let base = if leading {
+        ttl / 4
+    } else {
+        (ttl / 8).clamp(CANDIDATE_POLL.0, CANDIDATE_POLL.1)
+    };
+    base.mul_f64(rand::thread_rng().gen_range(0.75..1.25))
+}
+
 /// Reads the bucket TTL (`max_age`) through the stream info API.
 pub async fn bucket_ttl(
     client: &async_nats::Client,
@@ -272,17 +324,25 @@ pub async fn run(
                 }
             }
         }
-        // Leaders refresh at a third of the TTL (P4); candidates poll a little more
-        // often than the TTL so a dead leader is replaced about one TTL after its last write.
-        let base = if revision.is_some() { ttl / 3 } else { ttl / 4 };
-        let jitter = rand::thread_rng().gen_range(0.75..1.25);
-        if sleep_or_cancel(base.mul_f64(jitter), &cancel).await {
+        // A dead leader is replaced about one TTL after its last write (P4), a released
+        // key within a standby poll.
+        if sleep_or_cancel(round_interval(ttl, revision.is_some()), &cancel).await {
             break;
         }
     }
     if revision.is_some() {
+        // Pause first: nothing may be provisioned once the key could have a new owner.
         metrics.leader.store(0, Ordering::Relaxed);
         role.send_replace(Role::Standby);
+        match release(&client, &config).await {
+            Ok(()) => tracing::info!("Released leadership on shutdown"),
+            Err(err) => {
+                metrics.election_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "could not release leadership, a standby takes over after the TTL: {err}"
+                );
+            }
+        }
     }
 }
 

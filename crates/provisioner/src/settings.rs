@@ -19,7 +19,7 @@ pub const DEFAULT_HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default overall time one node pass may take (P2; upstream has none).
 pub const DEFAULT_NODE_DEADLINE: Duration = Duration::from_secs(120);
 /// Default leader election TTL used when the bucket's own TTL cannot be read.
-pub const DEFAULT_ELECTION_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_ELECTION_TTL: Duration = Duration::from_secs(8);
 /// Default lifecycle component of node startup events.
 pub const DEFAULT_LIFECYCLE_COMPONENT: &str = "provision_mode_server";
 /// Largest config file we read.

@@ -113,6 +113,51 @@ async fn one_leader_and_the_standby_takes_over_when_it_dies() {
 }
 
 #[tokio::test]
+async fn a_leader_that_stops_cleanly_hands_over_without_waiting_for_the_ttl() {
+    let nats = TestNats::start("", true).await.expect("nats");
+    // A TTL far longer than the wait below: only a released key explains a takeover.
+    create_bucket(&nats.url(), Duration::from_secs(120)).await;
+    let mut a = start(&nats.url(), "a.example.net").await;
+    assert!(wait_for(&mut a.role, Role::Leader, Duration::from_secs(10)).await);
+    let mut b = start(&nats.url(), "b.example.net").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*b.role.borrow(), Role::Standby, "the key is held");
+
+    a.cancel.cancel();
+    assert!(wait_for(&mut a.role, Role::Standby, Duration::from_secs(5)).await);
+    (&mut a.task).await.expect("campaign ends");
+    assert!(
+        wait_for(&mut b.role, Role::Leader, Duration::from_secs(20)).await,
+        "the standby did not take over the released key"
+    );
+    assert_eq!(
+        a.metrics
+            .election_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the release failed"
+    );
+    b.cancel.cancel();
+}
+
+#[test]
+fn standbys_poll_within_a_second_and_leaders_refresh_four_times_a_ttl() {
+    for _ in 0..100 {
+        let standby = election::round_interval(Duration::from_secs(8), false);
+        assert!(standby <= Duration::from_millis(1250), "{standby:?}");
+        let slow = election::round_interval(Duration::from_secs(3600), false);
+        assert!(slow <= Duration::from_millis(1250), "{slow:?}");
+        let fast = election::round_interval(Duration::from_secs(1), false);
+        assert!(fast >= Duration::from_millis(187), "{fast:?}");
+        let leader = election::round_interval(Duration::from_secs(8), true);
+        assert!(
+            leader >= Duration::from_millis(1500) && leader <= Duration::from_millis(2500),
+            "{leader:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn b5_missing_bucket_is_logged_counted_and_retried() {
     let nats = TestNats::start("", true).await.expect("nats");
     let c = start(&nats.url(), "a.example.net").await;
