@@ -7,7 +7,9 @@
 //! - [`registry`]: de-duplicating host registry and bounded work queue.
 //! - [`election`]: KV leader election (spec §5); [`metrics`]: §6 metrics and `/healthz`.
 //! - [`rpc`], [`wire`]: RPC over one connection and one wildcard reply subscription (P1).
-//! - [`pipeline`]: the per-node pass (spec §1.6); [`service`]: discovery, workers, HA wiring.
+//! - [`pipeline`]: the per-node pass (spec §1.6) over typed node [`replies`];
+//!   [`service`]: discovery, workers, HA wiring.
+//! - [`keys`]: key files read once at start-up; [`issue`]: server JWTs (spec §4.3).
 //! - [`example_helper`]: a built-in helper for demos (`serve_stdio`).
 //! - [`client`]: the provisioner as a Choria client (identity, brokers, credentials);
 //!   [`timeouts`]: RPC and discovery timeouts from its `discovery_timeout`.
@@ -19,10 +21,13 @@ pub mod csr;
 pub mod election;
 pub mod example_helper;
 pub mod helper;
+pub mod issue;
 pub mod keydelivery;
+pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod replies;
 pub mod rpc;
 pub mod service;
 pub mod settings;
