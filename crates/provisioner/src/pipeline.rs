@@ -89,13 +89,44 @@ pub enum PassError {
     KeyDelivery(#[from] KeyDeliveryError),
     /// Upgrade failed and is not optional.
     #[error("upgrade failed: {0}")]
-    Upgrade(String),
+    Upgrade(#[from] UpgradeError),
     /// The helper asked for shutdown but the node refused (B6).
     #[error("node refused shutdown: {0}")]
     ShutdownRefused(String),
     /// Helper configuration unusable.
     #[error("helper returned an empty configuration")]
     EmptyConfiguration,
+}
+
+/// Why a node could not be upgraded (spec §1.6 step 12).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// `upgrades_repository` is empty.
+    #[error("updates_repository not configured for upgrades feature")]
+    NoRepository,
+    /// The inventory had no version.
+    #[error("did not receive a version in inventory")]
+    NoVersion,
+    /// The inventory says `upgradable: false`.
+    #[error("does not support upgrades")]
+    NotUpgradable,
+    /// B12: the node came back from an upgrade to `target` with another version.
+    #[error("node was upgraded to {target} but still reports version {version}; check the helper's upgrade value")]
+    Stuck {
+        /// Version we asked for.
+        target: String,
+        /// Version it reports.
+        version: String,
+    },
+    /// `release_update` failed.
+    #[error("update to {target} failed: {source}")]
+    Failed {
+        /// Version we asked for.
+        target: String,
+        /// The failed RPC.
+        source: Box<PassError>,
+    },
 }
 
 impl PassError {
@@ -493,7 +524,7 @@ impl Pipeline {
             _ => reply.ssldir.clone(),
         };
         let config_text = serde_json::to_string(&reply.configuration)
-            .map_err(|e| PassError::Helper(HelperError::Encode(e.to_string())))?;
+            .map_err(|e| PassError::Helper(HelperError::Encode(e)))?;
         let t = Instant::now();
         let _: MessageReply = self
             .call(identity, &CONFIGURE, || {
@@ -579,17 +610,13 @@ impl Pipeline {
     ) -> Result<bool, PassError> {
         let s = &self.settings;
         if s.upgrades_repository.is_empty() {
-            return Err(PassError::Upgrade(
-                "updates_repository not configured for upgrades feature".into(),
-            ));
+            return Err(UpgradeError::NoRepository.into());
         }
         if version.is_empty() {
-            return Err(PassError::Upgrade(
-                "did not receive a version in inventory".into(),
-            ));
+            return Err(UpgradeError::NoVersion.into());
         }
         if !upgradable {
-            return Err(PassError::Upgrade("does not support upgrades".into()));
+            return Err(UpgradeError::NotUpgradable.into());
         }
         if crate::version::same(version, target) {
             self.remembered_upgrades().remove(identity);
@@ -603,9 +630,11 @@ impl Pipeline {
             .is_some_and(|t| t == target)
         {
             self.remembered_upgrades().remove(identity);
-            return Err(PassError::Upgrade(format!(
-                "node was upgraded to {target} but still reports version {version}; check the helper's upgrade value"
-            )));
+            return Err(UpgradeError::Stuck {
+                target: target.to_string(),
+                version: version.to_string(),
+            }
+            .into());
         }
         let _: MessageReply = self
             .call(
@@ -614,7 +643,10 @@ impl Pipeline {
                 || inputs! {"repository": s.upgrades_repository, "token": token, "version": target},
             )
             .await
-            .map_err(|e| PassError::Upgrade(format!("update to {target} failed: {e}")))?;
+            .map_err(|e| UpgradeError::Failed {
+                target: target.to_string(),
+                source: Box::new(e),
+            })?;
         let mut remembered = self.remembered_upgrades();
         if remembered.len() >= MAX_REMEMBERED_UPGRADES {
             remembered.clear();
