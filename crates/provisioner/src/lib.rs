@@ -10,7 +10,6 @@
 //! - [`pipeline`]: the per-node pass (spec §1.6) over typed node [`replies`];
 //!   [`service`]: discovery, workers, HA wiring.
 //! - [`keys`]: key files read once at start-up; [`issue`]: server JWTs (spec §4.3).
-//! - [`example_helper`]: a built-in helper for demos (`serve_stdio`).
 //! - [`client`]: the provisioner as a Choria client (identity, brokers, credentials);
 //!   [`timeouts`]: RPC and discovery timeouts from its `discovery_timeout`.
 //! - [`keydelivery`], [`csr`], [`version`]: the crypto and checks of spec §4 and appendix B.
@@ -19,7 +18,6 @@
 pub mod client;
 pub mod csr;
 pub mod election;
-pub mod example_helper;
 pub mod helper;
 pub mod issue;
 pub mod keydelivery;
