@@ -81,11 +81,12 @@ mod tests {
 
     #[test]
     fn b2_missing_and_null_are_empty_wrong_types_are_refused() {
-        let r: JwtReply = serde_json::from_value(json!({"jwt": "t", "ecdh_public": null})).unwrap();
+        let r: JwtReply =
+            serde_json::from_value(json!({"jwt": "t", "ecdh_public": null})).expect("jwt");
         assert_eq!(r.jwt, "t");
         assert_eq!(r.ecdh_public, "");
         let r: InventoryReply =
-            serde_json::from_value(json!({"version": "1.0", "agents": []})).unwrap();
+            serde_json::from_value(json!({"version": "1.0", "agents": []})).expect("inventory");
         assert!(!r.upgradable);
         assert!(serde_json::from_value::<InventoryReply>(json!({"upgradable": "yes"})).is_err());
         assert!(serde_json::from_value::<Gen25519Reply>(json!({"public_key": 5})).is_err());
