@@ -297,14 +297,42 @@ impl Pipeline {
         }
     }
 
-    /// Runs `action` with its retry budget and decodes the reply's data as `T` (B2: a reply
-    /// of the wrong shape is not retried).
+    /// Runs `action` with its retry budget and decodes the reply's data as `T`.
     async fn call<T: DeserializeOwned>(
         &self,
         identity: &str,
         action: &Action,
         data: impl Fn() -> Map<String, Value>,
     ) -> Result<T, PassError> {
+        let reply = self.call_data(identity, action, data).await?;
+        self.decode(identity, action, reply)
+    }
+
+    /// B2: a reply of the wrong shape fails the action without a retry.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        identity: &str,
+        action: &Action,
+        data: Map<String, Value>,
+    ) -> Result<T, PassError> {
+        serde_json::from_value(Value::Object(data)).map_err(|e| {
+            self.malformed(
+                action,
+                RpcError::Malformed {
+                    sender: identity.to_string(),
+                    message: format!("{} reply: {e}", action.rpc),
+                },
+            )
+        })
+    }
+
+    /// Runs `action` with its retry budget; the reply's data object.
+    async fn call_data(
+        &self,
+        identity: &str,
+        action: &Action,
+        data: impl Fn() -> Map<String, Value>,
+    ) -> Result<Map<String, Value>, PassError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -319,13 +347,7 @@ impl Pipeline {
                     data(),
                     self.timeouts.attempt(action.ddl_timeout),
                 )
-                .await
-                .and_then(|data| {
-                    serde_json::from_value(Value::Object(data)).map_err(|e| RpcError::Malformed {
-                        sender: identity.to_string(),
-                        message: format!("{} reply: {e}", action.rpc),
-                    })
-                });
+                .await;
             self.metrics.observe_rpc(action.rpc, started.elapsed());
             match result {
                 Ok(reply) => return Ok(reply),
@@ -385,19 +407,11 @@ impl Pipeline {
 
         // 4: inventory; the helper gets all of it, the pipeline reads two fields.
         let t = Instant::now();
-        let data: Map<String, Value> = self.call(identity, &INVENTORY, || inputs! {}).await?;
+        let data = self.call_data(identity, &INVENTORY, || inputs! {}).await?;
         let InventoryReply {
             version,
             upgradable,
-        } = serde_json::from_value(Value::Object(data.clone())).map_err(|e| {
-            self.malformed(
-                &INVENTORY,
-                RpcError::Malformed {
-                    sender: identity.to_string(),
-                    message: format!("{} reply: {e}", INVENTORY.rpc),
-                },
-            )
-        })?;
+        } = self.decode(identity, &INVENTORY, data.clone())?;
         // serde_json's map is ordered, so this is the sorted-key text upstream sends.
         let inventory = Value::Object(data).to_string();
         stage("inventory", t);
