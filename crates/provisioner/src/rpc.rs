@@ -105,7 +105,6 @@ pub struct Rpc {
     client: async_nats::Client,
     sender_id: String,
     caller_id: String,
-    reply_prefix: String,
     version: wire::Version,
     pending: Pending,
 }
@@ -115,7 +114,6 @@ impl std::fmt::Debug for Rpc {
         f.debug_struct("Rpc")
             .field("sender_id", &self.sender_id)
             .field("caller_id", &self.caller_id)
-            .field("reply_prefix", &self.reply_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -171,7 +169,6 @@ impl Rpc {
             client,
             sender_id: sender_id.to_string(),
             caller_id: caller_id.to_string(),
-            reply_prefix: prefix,
             version,
             pending,
         })
