@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use choria_demo::helper::{self as example_helper, ExampleHelperSettings, NodeCa};
 use choria_pki::CertificateAuthority;
-use choria_provisioner::example_helper::{self, ExampleHelperSettings, NodeCa};
 use choria_provisioner::{CancellationToken, ClientSettings, Provisioner, Settings};
 
 use crate::Failure;

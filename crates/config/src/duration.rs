@@ -180,6 +180,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_nanos(nanos))
 }
 
+/// Parses a duration as upstream's `util.ParseDuration` reads the provisioner's settings and
+/// helper validities (spec provisioner §3.3): blank text is zero, and a value whose last unit
+/// is a calendar unit (`d`, `w`, `M`, `y`) is truncated to whole hours (`0.3d` is 7h). Other
+/// input is read as [`parse_duration`] reads it.
+pub fn parse_duration_upstream(text: &str) -> Result<Duration, DurationError> {
+    let input = text.trim();
+    if input.is_empty() && text.len() <= MAX_DURATION_TEXT {
+        return Ok(Duration::ZERO);
+    }
+    let duration = parse_duration(input)?;
+    let calendar = input
+        .chars()
+        .last()
+        .is_some_and(|c| matches!(c, 'd' | 'D' | 'w' | 'W' | 'M' | 'y' | 'Y'));
+    if calendar {
+        let hour = HOUR as u64 / NANOS_PER_SECOND as u64;
+        return Ok(Duration::from_secs(duration.as_secs() / hour * hour));
+    }
+    Ok(duration)
+}
+
 /// Renders a duration compactly with the largest units first (`1y2d3h`, `90s` → `1m30s`,
 /// `1.5s` → `1s500ms`); the output always parses back to the same value.
 pub fn format_duration(duration: Duration) -> String {
@@ -331,6 +352,28 @@ mod tests {
         assert!(matches!(
             parse_duration(&"1s".repeat(100)),
             Err(DurationError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn upstream_reading_is_blank_as_zero_and_whole_hours_for_calendar_units() {
+        assert_eq!(parse_duration_upstream(" "), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_upstream("0.5d"), Ok(secs(12 * 3600)));
+        assert_eq!(parse_duration_upstream("0.3d"), Ok(secs(7 * 3600)));
+        assert_eq!(parse_duration_upstream("1.01w"), Ok(secs(169 * 3600)));
+        assert_eq!(parse_duration_upstream("1.5h"), Ok(secs(5400)));
+        assert_eq!(parse_duration_upstream("90s"), Ok(secs(90)));
+        assert_eq!(
+            parse_duration_upstream("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert!(matches!(
+            parse_duration_upstream("5x"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_duration_upstream("-1d"),
+            Err(DurationError::Negative { .. })
         ));
     }
 

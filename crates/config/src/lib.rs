@@ -34,5 +34,5 @@ pub mod files;
 pub use config::{
     parse_bool, split_list, Config, ConfigError, Location, UnknownKey, MAX_CONFIG_BYTES,
 };
-pub use duration::{format_duration, parse_duration, DurationError};
+pub use duration::{format_duration, parse_duration, parse_duration_upstream, DurationError};
 pub use files::FileError;

@@ -6,6 +6,7 @@
 //! * [`connect`]: connects to the broker as a Choria client (JWT + nonce over TLS).
 //! * [`process`]: runs the broker and provisioners as real child processes.
 //! * [`fleet`]: the simulated nodes, real node agents sharing this process.
+//! * [`helper`]: the site's provisioning helper (`choria-provisioner example-helper`).
 //! * [`prove`]: watches the fleet through the broker and proves each node with a signed ping.
 //! * [`progress`]: the terminal progress bar.
 //! * [`report`]: the summary (counts, nodes/s, latency percentiles, peak memory).
@@ -13,6 +14,7 @@
 
 pub mod connect;
 pub mod fleet;
+pub mod helper;
 pub mod process;
 pub mod progress;
 pub mod prove;

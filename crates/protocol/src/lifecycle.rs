@@ -253,6 +253,17 @@ impl LifecycleEvent {
 
     /// Parses an event in either format.
     pub fn parse(bytes: &[u8]) -> Result<Self, LifecycleError> {
+        let event = Self::parse_subscribed(bytes)?;
+        if event.component.is_empty() {
+            return Err(LifecycleError::Empty("component"));
+        }
+        Ok(event)
+    }
+
+    /// Parses an event like [`LifecycleEvent::parse`] but allows an empty `component`, as
+    /// upstream's `NewFromJSON` does: for listeners that know the component from the subject
+    /// they subscribed to (the provisioner's startup listener).
+    pub fn parse_subscribed(bytes: &[u8]) -> Result<Self, LifecycleError> {
         check_size(Layer::Rpc, bytes.len(), MAX_EVENT_BYTES)
             .map_err(|_| LifecycleError::TooLarge { size: bytes.len() })?;
         let value: serde_json::Value =
@@ -297,9 +308,6 @@ impl LifecycleEvent {
             .ok_or_else(|| LifecycleError::UnknownType(truncate(&w.protocol)))?;
         if w.identity.is_empty() {
             return Err(LifecycleError::Empty("identity"));
-        }
-        if w.component.is_empty() {
-            return Err(LifecycleError::Empty("component"));
         }
         Ok(LifecycleEvent {
             event_type,
@@ -432,6 +440,15 @@ mod tests {
             LifecycleEvent::parse(bad),
             Err(LifecycleError::TypeMismatch { .. })
         ));
+        let nameless = br#"{"protocol":"choria:lifecycle:startup:1","identity":"n3"}"#;
+        assert!(matches!(
+            LifecycleEvent::parse(nameless),
+            Err(LifecycleError::Empty("component"))
+        ));
+        assert_eq!(
+            LifecycleEvent::parse_subscribed(nameless).unwrap().identity,
+            "n3"
+        );
         let big = vec![b' '; MAX_EVENT_BYTES + 1];
         assert!(matches!(
             LifecycleEvent::parse(&big),

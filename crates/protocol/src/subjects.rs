@@ -25,6 +25,8 @@ pub const LEADER_ELECTION_KEY_SUBJECT: &str = "$KV.CHORIA_LEADER_ELECTION.provis
 /// Stream info subject of the leader election bucket, as imported into `provisioning`.
 pub const LEADER_ELECTION_STREAM_INFO_SUBJECT: &str =
     "choria.streams.STREAM.INFO.KV_CHORIA_LEADER_ELECTION";
+/// What the provisioner subscribes to for registration data of any kind.
+pub const PROVISIONING_REGISTRATION_WILDCARD: &str = "provisioning.registration.>";
 /// Reply-to used by messages that expect no answer (registration).
 pub const DEV_NULL: &str = "dev.null";
 /// Longest subject token we build from untrusted input.
@@ -144,6 +146,12 @@ pub fn reply_prefix(collective: &str, caller_id: &str, fips: bool) -> Result<Str
     ))
 }
 
+/// `provisioning.reply.<md5(caller_id)>`: the provisioner's inbox prefix. Infallible because
+/// the collective is the constant [`PROVISIONING_COLLECTIVE`] and the hash is plain hex.
+pub fn provisioning_reply_prefix(caller_id: &str) -> String {
+    format!("{PROVISIONING_COLLECTIVE}.reply.{}", md5_hex(caller_id))
+}
+
 /// `<collective>.reply.<hash(caller_id)>.<request_id>`: where replies to a request go.
 pub fn reply(
     collective: &str,
@@ -252,6 +260,10 @@ mod tests {
         assert_eq!(
             reply_prefix("provisioning", "up=ginkgo", false).unwrap(),
             "provisioning.reply.e33bf0376d4accbb4a8fd24b2f840b2e"
+        );
+        assert_eq!(
+            provisioning_reply_prefix("up=ginkgo"),
+            reply_prefix(PROVISIONING_COLLECTIVE, "up=ginkgo", false).unwrap()
         );
         assert_eq!(
             registration("choria").unwrap(),

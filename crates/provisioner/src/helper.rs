@@ -202,16 +202,17 @@ pub enum HelperError {
         stderr: String,
     },
     /// The reply was not the JSON of spec §2.3.
-    #[error("cannot decode output from {program}: {message}")]
+    #[error("cannot decode output from {program}: {source}")]
     Decode {
         /// Program path.
         program: String,
-        /// serde message (line/column, type).
-        message: String,
+        /// serde's error (line/column, type).
+        source: serde_json::Error,
     },
-    /// The request could not be encoded (should not happen for valid input).
-    #[error("cannot encode helper request: {0}")]
-    Encode(String),
+    /// The request, or the configuration it returned, could not be encoded (should not
+    /// happen for valid input).
+    #[error("cannot encode helper data: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// Runs the configured helper in its mode; cheap to clone.
@@ -251,8 +252,7 @@ impl Helper {
 
     /// Asks the helper about one node.
     pub async fn run(&self, request: &HelperRequest) -> Result<HelperReply, HelperError> {
-        let body =
-            serde_json::to_vec(request).map_err(|err| HelperError::Encode(err.to_string()))?;
+        let body = serde_json::to_vec(request).map_err(HelperError::Encode)?;
         let output = match &self.persistent {
             None => self.run_exec(&body).await?,
             Some(slot) => self.run_persistent(slot, &body).await?,
@@ -393,9 +393,9 @@ impl Helper {
 
 /// Decodes a helper reply, mapping serde errors to [`HelperError::Decode`].
 pub fn decode_reply(program: &str, output: &[u8]) -> Result<HelperReply, HelperError> {
-    serde_json::from_slice(output).map_err(|err| HelperError::Decode {
+    serde_json::from_slice(output).map_err(|source| HelperError::Decode {
         program: program.to_string(),
-        message: err.to_string(),
+        source,
     })
 }
 

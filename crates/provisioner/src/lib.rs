@@ -7,8 +7,9 @@
 //! - [`registry`]: de-duplicating host registry and bounded work queue.
 //! - [`election`]: KV leader election (spec §5); [`metrics`]: §6 metrics and `/healthz`.
 //! - [`rpc`], [`wire`]: RPC over one connection and one wildcard reply subscription (P1).
-//! - [`pipeline`]: the per-node pass (spec §1.6); [`service`]: discovery, workers, HA wiring.
-//! - [`example_helper`]: a built-in helper for demos (`serve_stdio`).
+//! - [`pipeline`]: the per-node pass (spec §1.6) over typed node [`replies`];
+//!   [`service`]: discovery, workers, HA wiring.
+//! - [`keys`]: key files read once at start-up; [`issue`]: server JWTs (spec §4.3).
 //! - [`client`]: the provisioner as a Choria client (identity, brokers, credentials);
 //!   [`timeouts`]: RPC and discovery timeouts from its `discovery_timeout`.
 //! - [`keydelivery`], [`csr`], [`version`]: the crypto and checks of spec §4 and appendix B.
@@ -17,12 +18,14 @@
 pub mod client;
 pub mod csr;
 pub mod election;
-pub mod example_helper;
 pub mod helper;
+pub mod issue;
 pub mod keydelivery;
+pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod replies;
 pub mod rpc;
 pub mod service;
 pub mod settings;

@@ -8,23 +8,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
 
-use choria_tokens::{
-    parse_client_token_unverified, parse_provisioning_token, sign_chained_token, sign_token,
-    Ed25519Seed, PublicKey, ServerClaims, ServerPermissions, SigningKey,
-};
+use choria_tokens::{parse_provisioning_token, PublicKey, TokenError};
 
 use crate::csr::{validate_csr, CsrError};
-use crate::helper::{CsrInput, Ed25519Input, Helper, HelperError, HelperReply, HelperRequest};
+use crate::helper::{CsrInput, Ed25519Input, Helper, HelperError, HelperRequest};
+use crate::issue::{self, IssueError};
 use crate::keydelivery::{encrypt_for_node, KeyDeliveryError};
+use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::rpc::{Rpc, RpcError, RpcReply};
-use crate::settings::{parse_duration, Settings};
+use crate::replies::{CsrReply, Gen25519Reply, InventoryReply, JwtReply, MessageReply};
+use crate::rpc::{Rpc, RpcError};
+use crate::settings::Settings;
 use crate::timeouts::{Timeouts, PROVISION_DDL_TIMEOUT, RPCUTIL_DDL_TIMEOUT};
 
-/// Upstream issuer of non-chained server tokens.
-pub const PROVISIONER_ISSUER: &str = "Choria Provisioner";
 /// FiveSec backoff steps (ms), spec §1.8.
 const BACKOFF_MS: [u64; 11] = [
     500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000,
@@ -61,9 +60,15 @@ pub enum PassError {
         /// Last error.
         source: RpcError,
     },
+    /// The node sent no provisioning JWT.
+    #[error("could not validate JWT: no JWT received")]
+    NoJwt,
     /// The node's provisioning JWT did not verify.
     #[error("could not validate JWT: {0}")]
-    Jwt(String),
+    Jwt(#[source] TokenError),
+    /// The verified claims could not be handed to the helper.
+    #[error("could not encode JWT claims: {0}")]
+    JwtClaims(#[source] serde_json::Error),
     /// The JWT's `cht` is not our token (S3).
     #[error("provisioning JWT token (cht) does not match the configured token")]
     TokenMismatch,
@@ -78,19 +83,50 @@ pub enum PassError {
     Helper(#[from] HelperError),
     /// Server JWT could not be issued.
     #[error("could not issue server JWT: {0}")]
-    ServerJwt(String),
+    ServerJwt(#[from] IssueError),
     /// Key delivery failed.
     #[error("could not encrypt private key: {0}")]
     KeyDelivery(#[from] KeyDeliveryError),
     /// Upgrade failed and is not optional.
     #[error("upgrade failed: {0}")]
-    Upgrade(String),
+    Upgrade(#[from] UpgradeError),
     /// The helper asked for shutdown but the node refused (B6).
     #[error("node refused shutdown: {0}")]
     ShutdownRefused(String),
     /// Helper configuration unusable.
     #[error("helper returned an empty configuration")]
     EmptyConfiguration,
+}
+
+/// Why a node could not be upgraded (spec §1.6 step 12).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// `upgrades_repository` is empty.
+    #[error("updates_repository not configured for upgrades feature")]
+    NoRepository,
+    /// The inventory had no version.
+    #[error("did not receive a version in inventory")]
+    NoVersion,
+    /// The inventory says `upgradable: false`.
+    #[error("does not support upgrades")]
+    NotUpgradable,
+    /// B12: the node came back from an upgrade to `target` with another version.
+    #[error("node was upgraded to {target} but still reports version {version}; check the helper's upgrade value")]
+    Stuck {
+        /// Version we asked for.
+        target: String,
+        /// Version it reports.
+        version: String,
+    },
+    /// `release_update` failed.
+    #[error("update to {target} failed: {source}")]
+    Failed {
+        /// Version we asked for.
+        target: String,
+        /// The failed RPC.
+        source: Box<PassError>,
+    },
 }
 
 impl PassError {
@@ -100,7 +136,10 @@ impl PassError {
             PassError::Paused(_) => "paused",
             PassError::Deadline(_) => "deadline",
             PassError::Rpc { rpc, .. } => rpc,
-            PassError::Jwt(_) | PassError::TokenMismatch => "jwt",
+            PassError::NoJwt
+            | PassError::Jwt(_)
+            | PassError::JwtClaims(_)
+            | PassError::TokenMismatch => "jwt",
             PassError::Ed25519(_) => "ed25519",
             PassError::Csr(_) => "csr",
             PassError::Helper(_) | PassError::EmptyConfiguration => "helper",
@@ -117,6 +156,7 @@ impl PassError {
 pub struct Pipeline {
     rpc: Rpc,
     settings: Arc<Settings>,
+    keys: Arc<Keys>,
     helper: Helper,
     metrics: Arc<Metrics>,
     paused: Arc<AtomicBool>,
@@ -194,30 +234,14 @@ const SHUTDOWN: Action = Action {
     ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 
-fn string_field(reply: &RpcReply, key: &str) -> Result<String, RpcError> {
-    match reply.data.get(key) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(RpcError::Malformed {
-            sender: reply.sender.clone(),
-            message: format!("{key} is {}, not a string", type_name(other)),
-        }),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn now_unix() -> i64 {
-    choria_tokens::clock::unix_seconds(SystemTime::now())
+/// SimpleRPC inputs as an object: `inputs!{"token": token}`.
+macro_rules! inputs {
+    ($($key:literal : $value:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut data = Map::new();
+        $(data.insert($key.to_string(), json!($value));)*
+        data
+    }};
 }
 
 impl Pipeline {
@@ -225,6 +249,7 @@ impl Pipeline {
     pub fn new(
         rpc: Rpc,
         settings: Arc<Settings>,
+        keys: Arc<Keys>,
         helper: Helper,
         metrics: Arc<Metrics>,
         paused: Arc<AtomicBool>,
@@ -232,6 +257,7 @@ impl Pipeline {
         Pipeline {
             rpc,
             settings,
+            keys,
             helper,
             metrics,
             paused,
@@ -271,12 +297,42 @@ impl Pipeline {
         }
     }
 
-    async fn call(
+    /// Runs `action` with its retry budget and decodes the reply's data as `T`.
+    async fn call<T: DeserializeOwned>(
         &self,
         identity: &str,
         action: &Action,
-        data: impl Fn() -> Value,
-    ) -> Result<RpcReply, PassError> {
+        data: impl Fn() -> Map<String, Value>,
+    ) -> Result<T, PassError> {
+        let reply = self.call_data(identity, action, data).await?;
+        self.decode(identity, action, reply)
+    }
+
+    /// B2: a reply of the wrong shape fails the action without a retry.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        identity: &str,
+        action: &Action,
+        data: Map<String, Value>,
+    ) -> Result<T, PassError> {
+        serde_json::from_value(Value::Object(data)).map_err(|e| {
+            self.malformed(
+                action,
+                RpcError::Malformed {
+                    sender: identity.to_string(),
+                    message: format!("{} reply: {e}", action.rpc),
+                },
+            )
+        })
+    }
+
+    /// Runs `action` with its retry budget; the reply's data object.
+    async fn call_data(
+        &self,
+        identity: &str,
+        action: &Action,
+        data: impl Fn() -> Map<String, Value>,
+    ) -> Result<Map<String, Value>, PassError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -328,17 +384,16 @@ impl Pipeline {
         let token = s.token.clone();
         let stage = |name: &str, t: Instant| self.metrics.observe_stage(name, t.elapsed());
 
-        // 1-2: provisioning JWT.
+        // 1-2: provisioning JWT (features.jwt, whose verify key Keys::load read).
         let mut jwt_claims = None;
         let mut node_ecdh = String::new();
-        if s.features.jwt {
+        if let Some(verify_key) = &self.keys.jwt_verify {
             let t = Instant::now();
-            let reply = self
-                .call(identity, &JWT, || json!({"token": token}))
+            let reply: JwtReply = self
+                .call(identity, &JWT, || inputs! {"token": token})
                 .await?;
-            let jwt = string_field(&reply, "jwt").map_err(|e| self.malformed(&JWT, e))?;
-            node_ecdh = string_field(&reply, "ecdh_public").map_err(|e| self.malformed(&JWT, e))?;
-            jwt_claims = Some(self.verify_jwt(&jwt)?);
+            jwt_claims = Some(self.verify_jwt(&reply.jwt, verify_key)?);
+            node_ecdh = reply.ecdh_public;
             stage("jwt", t);
         }
 
@@ -350,46 +405,34 @@ impl Pipeline {
             stage("gen25519", t);
         }
 
-        // 4: inventory.
+        // 4: inventory; the helper gets all of it, the pipeline reads two fields.
         let t = Instant::now();
-        let reply = self.call(identity, &INVENTORY, || json!({})).await?;
-        let version = string_field(&reply, "version").map_err(|e| self.malformed(&INVENTORY, e))?;
-        let upgradable = match reply.data.get("upgradable") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(self.malformed(
-                    &INVENTORY,
-                    RpcError::Malformed {
-                        sender: reply.sender.clone(),
-                        message: format!("upgradable is {}, not a boolean", type_name(other)),
-                    },
-                ))
-            }
-        };
+        let data = self.call_data(identity, &INVENTORY, || inputs! {}).await?;
+        let InventoryReply {
+            version,
+            upgradable,
+        } = self.decode(identity, &INVENTORY, data.clone())?;
         // serde_json's map is ordered, so this is the sorted-key text upstream sends.
-        let inventory = Value::Object(reply.data.clone()).to_string();
+        let inventory = Value::Object(data).to_string();
         stage("inventory", t);
 
         // 5-6: CSR.
         let mut csr = None;
         if s.features.pki {
             let t = Instant::now();
-            let reply = self
+            let reply: CsrReply = self
                 .call(
                     identity,
                     &GENCSR,
-                    || json!({"token": token, "cn": identity}),
+                    || inputs! {"token": token, "cn": identity},
                 )
                 .await?;
-            let input = CsrInput {
-                csr: string_field(&reply, "csr").map_err(|e| self.malformed(&GENCSR, e))?,
-                public_key: string_field(&reply, "public_key")
-                    .map_err(|e| self.malformed(&GENCSR, e))?,
-                ssldir: string_field(&reply, "ssldir").map_err(|e| self.malformed(&GENCSR, e))?,
-            };
-            validate_csr(&input.csr, identity, &s.cert_deny_list)?;
-            csr = Some(input);
+            validate_csr(&reply.csr, identity, &s.cert_deny_list)?;
+            csr = Some(CsrInput {
+                csr: reply.csr,
+                public_key: reply.public_key,
+                ssldir: reply.ssldir,
+            });
             stage("gencsr", t);
         }
 
@@ -420,24 +463,24 @@ impl Pipeline {
         }
         if reply.shutdown {
             tracing::warn!("Shutting down host based on helper output: {}", reply.msg);
-            let answer = self
-                .call(identity, &SHUTDOWN, || json!({"token": token}))
+            let answer: Result<MessageReply, _> = self
+                .call(identity, &SHUTDOWN, || inputs! {"token": token})
                 .await;
             return match answer {
                 Ok(ok) => {
                     self.metrics
                         .helper_shutdown_requests
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        "Shutdown response: {}",
-                        string_field(&ok, "message").unwrap_or_default()
-                    );
+                    tracing::info!("Shutdown response: {}", ok.message);
                     Ok(PassResult::Shutdown)
                 }
                 Err(PassError::Rpc {
                     source: RpcError::Status { message, code, .. },
                     ..
-                }) => Err(PassError::ShutdownRefused(format!("{message} ({code})"))),
+                }) => Err(PassError::ShutdownRefused(format!(
+                    "{message} ({})",
+                    code.code()
+                ))),
                 Err(other) => Err(other),
             };
         }
@@ -449,7 +492,14 @@ impl Pipeline {
         let mut server_jwt = String::new();
         if let Some(ed) = &ed25519 {
             let t = Instant::now();
-            server_jwt = self.server_jwt(identity, ed, &reply)?;
+            server_jwt = issue::server_jwt(
+                self.keys.server_jwt.as_ref(),
+                identity,
+                ed,
+                &reply,
+                s.server_jwt_validity,
+                SystemTime::now(),
+            )?;
             stage("server_jwt", t);
         }
 
@@ -488,68 +538,60 @@ impl Pipeline {
             _ => reply.ssldir.clone(),
         };
         let config_text = serde_json::to_string(&reply.configuration)
-            .map_err(|e| PassError::Helper(HelperError::Encode(e.to_string())))?;
+            .map_err(|e| PassError::Helper(HelperError::Encode(e)))?;
         let t = Instant::now();
-        self.call(identity, &CONFIGURE, || {
-            json!({
-                "config": config_text,
-                "token": token,
-                "ca": reply.ca,
-                "certificate": reply.certificate,
-                "ssldir": ssldir,
-                "key": key,
-                "ecdh_public": ecdh_public,
-                "action_policies": reply.action_policies,
-                "opa_policies": reply.opa_policies,
-                "server_jwt": server_jwt,
+        let _: MessageReply = self
+            .call(identity, &CONFIGURE, || {
+                inputs! {
+                    "config": config_text,
+                    "token": token,
+                    "ca": reply.ca,
+                    "certificate": reply.certificate,
+                    "ssldir": ssldir,
+                    "key": key,
+                    "ecdh_public": ecdh_public,
+                    "action_policies": reply.action_policies,
+                    "opa_policies": reply.opa_policies,
+                    "server_jwt": server_jwt,
+                }
             })
-        })
-        .await?;
+            .await?;
         stage("configure", t);
 
         // 14: restart.
         let t = Instant::now();
-        self.call(identity, &RESTART, || json!({"token": token, "splay": 1}))
+        let _: MessageReply = self
+            .call(identity, &RESTART, || inputs! {"token": token, "splay": 1})
             .await?;
         stage("restart", t);
         Ok(PassResult::Provisioned)
     }
 
-    fn verify_jwt(&self, jwt: &str) -> Result<Value, PassError> {
+    fn verify_jwt(&self, jwt: &str, key: &PublicKey) -> Result<Value, PassError> {
         if jwt.trim().is_empty() {
-            return Err(PassError::Jwt("no JWT received".into()));
+            return Err(PassError::NoJwt);
         }
-        let setting = self.settings.jwt_verify_cert.trim();
-        let path = std::path::Path::new(setting);
-        let key = if path.is_file() {
-            let bytes = std::fs::read(path)
-                .map_err(|e| PassError::Jwt(format!("cannot read {setting}: {e}")))?;
-            PublicKey::from_key_file_bytes(&bytes)
-        } else {
-            PublicKey::ed25519_from_hex(setting)
-        }
-        .map_err(|e| PassError::Jwt(format!("jwt_verify_cert: {e}")))?;
-        let claims = parse_provisioning_token(jwt.trim(), &key, SystemTime::now())
-            .map_err(|e| PassError::Jwt(e.to_string()))?;
+        let claims =
+            parse_provisioning_token(jwt.trim(), key, SystemTime::now()).map_err(PassError::Jwt)?;
         if !claims.cht.is_empty() && claims.cht != self.settings.token {
             return Err(PassError::TokenMismatch);
         }
-        serde_json::to_value(&claims).map_err(|e| PassError::Jwt(e.to_string()))
+        serde_json::to_value(&claims).map_err(PassError::JwtClaims)
     }
 
     async fn gen25519(&self, identity: &str, token: &str) -> Result<Ed25519Input, PassError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let nonce = crate::rpc::request_id();
-            let reply = self
+            let nonce = choria_protocol::ids::new_request_id();
+            let reply: Result<Gen25519Reply, _> = self
                 .call(
                     identity,
                     &Action {
                         tries: 1,
                         ..GEN25519
                     },
-                    || json!({"nonce": nonce, "token": token}),
+                    || inputs! {"nonce": nonce, "token": token},
                 )
                 .await;
             let reply = match reply {
@@ -561,19 +603,13 @@ impl Pipeline {
                 }
                 Err(e) => return Err(e),
             };
-            let public_key =
-                string_field(&reply, "public_key").map_err(|e| self.malformed(&GEN25519, e))?;
-            let signature =
-                string_field(&reply, "signature").map_err(|e| self.malformed(&GEN25519, e))?;
-            let directory =
-                string_field(&reply, "directory").map_err(|e| self.malformed(&GEN25519, e))?;
             // Validation failures are deterministic for this reply: no retry (B7).
-            verify_nonce_hex(&public_key, &signature, nonce.as_bytes())
+            verify_nonce_hex(&reply.public_key, &reply.signature, nonce.as_bytes())
                 .map_err(PassError::Ed25519)?;
             return Ok(Ed25519Input {
-                public_key: public_key.to_lowercase(),
-                directory,
-                signature,
+                public_key: reply.public_key.to_lowercase(),
+                directory: reply.directory,
+                signature: reply.signature,
             });
         }
     }
@@ -588,17 +624,13 @@ impl Pipeline {
     ) -> Result<bool, PassError> {
         let s = &self.settings;
         if s.upgrades_repository.is_empty() {
-            return Err(PassError::Upgrade(
-                "updates_repository not configured for upgrades feature".into(),
-            ));
+            return Err(UpgradeError::NoRepository.into());
         }
         if version.is_empty() {
-            return Err(PassError::Upgrade(
-                "did not receive a version in inventory".into(),
-            ));
+            return Err(UpgradeError::NoVersion.into());
         }
         if !upgradable {
-            return Err(PassError::Upgrade("does not support upgrades".into()));
+            return Err(UpgradeError::NotUpgradable.into());
         }
         if crate::version::same(version, target) {
             self.remembered_upgrades().remove(identity);
@@ -612,17 +644,23 @@ impl Pipeline {
             .is_some_and(|t| t == target)
         {
             self.remembered_upgrades().remove(identity);
-            return Err(PassError::Upgrade(format!(
-                "node was upgraded to {target} but still reports version {version}; check the helper's upgrade value"
-            )));
+            return Err(UpgradeError::Stuck {
+                target: target.to_string(),
+                version: version.to_string(),
+            }
+            .into());
         }
-        self.call(
-            identity,
-            &RELEASE_UPDATE,
-            || json!({"repository": s.upgrades_repository, "token": token, "version": target}),
-        )
-        .await
-        .map_err(|e| PassError::Upgrade(format!("update to {target} failed: {e}")))?;
+        let _: MessageReply = self
+            .call(
+                identity,
+                &RELEASE_UPDATE,
+                || inputs! {"repository": s.upgrades_repository, "token": token, "version": target},
+            )
+            .await
+            .map_err(|e| UpgradeError::Failed {
+                target: target.to_string(),
+                source: Box::new(e),
+            })?;
         let mut remembered = self.remembered_upgrades();
         if remembered.len() >= MAX_REMEMBERED_UPGRADES {
             remembered.clear();
@@ -630,138 +668,6 @@ impl Pipeline {
         remembered.insert(identity.to_string(), target.to_string());
         Ok(true)
     }
-
-    fn server_jwt(
-        &self,
-        identity: &str,
-        ed: &Ed25519Input,
-        reply: &HelperReply,
-    ) -> Result<String, PassError> {
-        let s = &self.settings;
-        let spec = server_claims_spec(identity, ed, reply, s.server_jwt_validity, now_unix())?;
-        let mut claims = ServerClaims::new(spec, SystemTime::now())
-            .map_err(|e| PassError::ServerJwt(e.to_string()))?;
-        let key_path = s.jwt_signing_key.as_ref().ok_or_else(|| {
-            PassError::ServerJwt("no jwt signing key configured using jwt_signing_key".into())
-        })?;
-        match &s.jwt_signing_token {
-            Some(token_path) => {
-                let text = std::fs::read_to_string(token_path).map_err(|e| {
-                    PassError::ServerJwt(format!("cannot read {}: {e}", token_path.display()))
-                })?;
-                let issuer = parse_client_token_unverified(text.trim())
-                    .map_err(|e| PassError::ServerJwt(e.to_string()))?;
-                if issuer.standard.tcs.is_empty() {
-                    return Err(PassError::ServerJwt(
-                        "no Trust Chain Signature claim in JWT Signing Token".into(),
-                    ));
-                }
-                let seed = Ed25519Seed::from_file(key_path)
-                    .map_err(|e| PassError::ServerJwt(e.to_string()))?;
-                // S3: refuse to chain with a seed that does not belong to the token.
-                if !issuer
-                    .standard
-                    .public_key
-                    .eq_ignore_ascii_case(&seed.public_key_hex())
-                {
-                    return Err(PassError::ServerJwt(
-                        "jwt_signing_key does not match the public key of jwt_signing_token".into(),
-                    ));
-                }
-                if issuer.standard.exp.is_some_and(|exp| exp <= now_unix()) {
-                    return Err(PassError::ServerJwt("jwt_signing_token has expired".into()));
-                }
-                sign_chained_token(&mut claims, &issuer, &seed)
-                    .map_err(|e| PassError::ServerJwt(e.to_string()))
-            }
-            None => {
-                claims.standard.iss = PROVISIONER_ISSUER.to_string();
-                let key = SigningKey::from_file(key_path)
-                    .map_err(|e| PassError::ServerJwt(e.to_string()))?;
-                sign_token(&claims, &key).map_err(|e| PassError::ServerJwt(e.to_string()))
-            }
-        }
-    }
-}
-
-/// Builds the server token spec of spec §4.3 from the helper reply; `now` is Unix seconds.
-pub fn server_claims_spec(
-    identity: &str,
-    ed: &Ed25519Input,
-    reply: &HelperReply,
-    default_validity: Duration,
-    now: i64,
-) -> Result<choria_tokens::claims::NewServer, PassError> {
-    let mut org = "choria".to_string();
-    let mut validity = default_validity;
-    let mut collectives = vec!["mcollective".to_string()];
-    if reply
-        .configuration
-        .get("plugin.security.provider")
-        .map(String::as_str)
-        == Some("choria")
-    {
-        collectives = vec!["choria".to_string()];
-    }
-    if let Some(list) = reply.configuration.get("collectives") {
-        // B9: trim around commas.
-        let parsed: Vec<String> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(String::from)
-            .collect();
-        if !parsed.is_empty() {
-            collectives = parsed;
-        }
-    }
-    let mut pub_subjects = Vec::new();
-    let mut permissions = None;
-    if let Some(c) = &reply.server_claims {
-        if !c.ou.is_empty() {
-            org = c.ou.clone();
-        }
-        if let Some(text) = &c.validity {
-            validity = parse_duration(text)
-                .map_err(|e| PassError::ServerJwt(format!("server_claims.validity: {e}")))?;
-        } else if let Some(exp) = c.exp {
-            if exp > now {
-                validity = Duration::from_secs((exp - now) as u64);
-            } else if exp > 0 {
-                // B3: upstream's sample helper sends relative seconds here.
-                tracing::warn!("server_claims.exp {exp} is in the past; treating it as a validity of {exp} seconds");
-                validity = Duration::from_secs(exp as u64);
-            }
-        }
-        if !c.collectives.is_empty() {
-            collectives = c.collectives.clone();
-        }
-        pub_subjects = c.pub_subjects.clone();
-        permissions = c.permissions.map(|p| ServerPermissions {
-            submission: p.submission,
-            streams: p.streams,
-            governor: p.governor,
-            service_host: p.service_host,
-        });
-    }
-    if validity <= Duration::from_secs(3600) {
-        tracing::warn!("server JWT validity {validity:?} is 1 hour or less, using the default {default_validity:?}");
-        validity = default_validity;
-    }
-    let public_key = hex::decode(&ed.public_key)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .ok_or_else(|| PassError::ServerJwt("no ed25519 public key set".into()))?;
-    Ok(choria_tokens::claims::NewServer {
-        identity: identity.to_string(),
-        collectives,
-        org,
-        permissions,
-        pub_subjects,
-        public_key: Some(public_key),
-        issuer: PROVISIONER_ISSUER.to_string(),
-        validity,
-    })
 }
 
 /// Verifies a hex ed25519 signature of `nonce` by a hex public key (B2: lengths checked).
@@ -788,16 +694,7 @@ pub fn verify_nonce_hex(public_key: &str, signature: &str, nonce: &[u8]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::helper::ServerClaimsInput;
     use ed25519_dalek::Signer;
-
-    fn ed() -> Ed25519Input {
-        Ed25519Input {
-            public_key: "11".repeat(32),
-            directory: "/etc/choria".into(),
-            signature: String::new(),
-        }
-    }
 
     #[test]
     fn nonce_proof_checks_lengths_and_signature() {
@@ -817,44 +714,5 @@ mod tests {
         );
         assert!(verify_nonce_hex(&pk, "abcd", b"abc").is_err());
         assert!(verify_nonce_hex("zz", &sig, b"abc").is_err());
-    }
-
-    #[test]
-    fn server_claims_follow_spec_4_3() {
-        let day = Duration::from_secs(86400);
-        let mut reply = HelperReply::default();
-        reply
-            .configuration
-            .insert("collectives".into(), "one, two".into());
-        let spec = server_claims_spec("n1", &ed(), &reply, day * 365, 1_000_000).expect("spec");
-        assert_eq!(spec.collectives, vec!["one", "two"], "B9 trims");
-        assert_eq!(spec.org, "choria");
-        assert_eq!(spec.validity, day * 365);
-
-        let mut reply = HelperReply::default();
-        reply
-            .configuration
-            .insert("plugin.security.provider".into(), "choria".into());
-        reply.server_claims = Some(ServerClaimsInput {
-            exp: Some(5 * 365 * 86400),
-            ..Default::default()
-        });
-        let spec = server_claims_spec("n1", &ed(), &reply, day, 2_000_000_000).expect("spec");
-        assert_eq!(spec.collectives, vec!["choria"]);
-        assert_eq!(spec.validity, day * 365 * 5, "B3: relative exp honoured");
-
-        reply.server_claims = Some(ServerClaimsInput {
-            exp: Some(2_000_000_000 + 7200),
-            ..Default::default()
-        });
-        let spec = server_claims_spec("n1", &ed(), &reply, day, 2_000_000_000).expect("spec");
-        assert_eq!(spec.validity, Duration::from_secs(7200), "absolute exp");
-
-        reply.server_claims = Some(ServerClaimsInput {
-            validity: Some("30m".into()),
-            ..Default::default()
-        });
-        let spec = server_claims_spec("n1", &ed(), &reply, day, 0).expect("spec");
-        assert_eq!(spec.validity, day, "≤ 1h falls back to the default");
     }
 }

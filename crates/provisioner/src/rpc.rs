@@ -5,23 +5,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use choria_protocol::ids::new_request_id;
+use choria_protocol::rpc::{RpcReply, RpcRequest, StatusCode, DISCOVERY_PING};
+use choria_protocol::subjects::{self, SubjectError, PROVISIONING_COLLECTIVE};
 use futures::StreamExt;
-use md5::{Digest, Md5};
-use rand::RngCore;
-use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::wire;
+use crate::wire::{self, WireError};
 
-/// Collective provisioning happens in.
-pub const COLLECTIVE: &str = "provisioning";
+/// The provisioner's inbox prefix `provisioning.reply.<md5(caller)>`; its connection's
+/// custom inbox prefix and the RPC layer's reply subscription share it.
+pub use choria_protocol::subjects::provisioning_reply_prefix as reply_prefix;
+
 /// Buffered replies per pending discovery.
 const DISCOVERY_BUFFER: usize = 4096;
 
 /// Why an RPC failed.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
     /// Nothing answered before the timeout (retryable).
@@ -30,21 +32,37 @@ pub enum RpcError {
         /// Target.
         identity: String,
     },
+    /// The target cannot be named in a subject (never retryable).
+    #[error("cannot address {target:?}: {source}")]
+    Subject {
+        /// Node identity, agent or request id.
+        target: String,
+        /// Why the subject was refused.
+        source: SubjectError,
+    },
+    /// The request could not be encoded.
+    #[error("could not encode a request to {subject}: {source}")]
+    Encode {
+        /// Subject.
+        subject: String,
+        /// Why.
+        source: WireError,
+    },
     /// Sending failed (retryable).
-    #[error("could not publish to {subject}: {message}")]
+    #[error("could not publish to {subject}: {source}")]
     Publish {
         /// Subject.
         subject: String,
         /// Why.
-        message: String,
+        source: async_nats::PublishError,
     },
     /// The node answered with a non-OK status.
-    #[error("invalid response from {sender}: {message} ({code})")]
+    #[error("invalid response from {sender}: {message} ({})", code.code())]
     Status {
         /// Replying node.
         sender: String,
         /// SimpleRPC status code.
-        code: i64,
+        code: StatusCode,
         /// statusmsg.
         message: String,
     },
@@ -68,30 +86,15 @@ impl RpcError {
             RpcError::NoReply { .. } | RpcError::Publish { .. } => true,
             // Aborted covers the node's provisioning lock, which expires.
             RpcError::Status { code, message, .. } => {
-                *code == 1 && message.contains("lock") || *code == 5
+                *code == StatusCode::Aborted && message.contains("lock")
+                    || *code == StatusCode::UnknownError
             }
-            RpcError::Malformed { .. } | RpcError::Closed => false,
+            RpcError::Subject { .. }
+            | RpcError::Encode { .. }
+            | RpcError::Malformed { .. }
+            | RpcError::Closed => false,
         }
     }
-}
-
-/// A successful SimpleRPC reply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RpcReply {
-    /// Replying identity.
-    pub sender: String,
-    /// `data` object.
-    pub data: serde_json::Map<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct SimpleRpcReply {
-    #[serde(default)]
-    statuscode: i64,
-    #[serde(default)]
-    statusmsg: String,
-    #[serde(default)]
-    data: Value,
 }
 
 type Pending = Arc<Mutex<HashMap<String, mpsc::Sender<wire::DecodedReply>>>>;
@@ -102,7 +105,6 @@ pub struct Rpc {
     client: async_nats::Client,
     sender_id: String,
     caller_id: String,
-    reply_prefix: String,
     version: wire::Version,
     pending: Pending,
 }
@@ -112,24 +114,8 @@ impl std::fmt::Debug for Rpc {
         f.debug_struct("Rpc")
             .field("sender_id", &self.sender_id)
             .field("caller_id", &self.caller_id)
-            .field("reply_prefix", &self.reply_prefix)
             .finish_non_exhaustive()
     }
-}
-
-/// The reply subject prefix of a caller: `provisioning.reply.<md5(caller)>`.
-pub fn reply_prefix(caller_id: &str) -> String {
-    format!(
-        "{COLLECTIVE}.reply.{}",
-        hex::encode(Md5::digest(caller_id.as_bytes()))
-    )
-}
-
-/// A new 32-hex request id.
-pub fn request_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 fn lock(
@@ -148,7 +134,7 @@ impl Rpc {
         version: wire::Version,
         cancel: CancellationToken,
     ) -> Result<Rpc, async_nats::SubscribeError> {
-        let prefix = reply_prefix(caller_id);
+        let prefix = subjects::provisioning_reply_prefix(caller_id);
         let mut subscription = client.subscribe(format!("{prefix}.>")).await?;
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let routes = pending.clone();
@@ -183,7 +169,6 @@ impl Rpc {
             client,
             sender_id: sender_id.to_string(),
             caller_id: caller_id.to_string(),
-            reply_prefix: prefix,
             version,
             pending,
         })
@@ -202,22 +187,26 @@ impl Rpc {
         agent_filter: Vec<String>,
         capacity: usize,
     ) -> Result<(String, mpsc::Receiver<wire::DecodedReply>), RpcError> {
-        let id = request_id();
-        let reply_to = format!("{}.{id}", self.reply_prefix);
+        let id = new_request_id();
+        let reply_to = subjects::reply(PROVISIONING_COLLECTIVE, &self.caller_id, &id, false)
+            .map_err(|source| RpcError::Subject {
+                target: id.clone(),
+                source,
+            })?;
         let body = wire::encode_request(&wire::RequestSpec {
             version: self.version,
             request_id: &id,
             sender_id: &self.sender_id,
             caller_id: &self.caller_id,
-            collective: COLLECTIVE,
+            collective: PROVISIONING_COLLECTIVE,
             agent,
             payload,
             agent_filter,
             reply_to: &reply_to,
         })
-        .map_err(|message| RpcError::Publish {
+        .map_err(|source| RpcError::Encode {
             subject: subject.clone(),
-            message,
+            source,
         })?;
         let (tx, rx) = mpsc::channel(capacity);
         lock(&self.pending).insert(id.clone(), tx);
@@ -227,31 +216,37 @@ impl Rpc {
                 async_nats::PublishError::with_source(async_nats::client::PublishErrorKind::Send, e)
             })
         };
-        if let Err(err) = published.await {
+        if let Err(source) = published.await {
             lock(&self.pending).remove(&id);
-            return Err(RpcError::Publish {
-                subject,
-                message: err.to_string(),
-            });
+            return Err(RpcError::Publish { subject, source });
         }
         Ok((id, rx))
     }
 
-    /// One directed SimpleRPC request to `identity`; exactly one OK reply expected.
+    /// One directed SimpleRPC request to `identity`; exactly one OK reply expected. Returns
+    /// the reply's `data` object.
     pub async fn call(
         &self,
         identity: &str,
         agent: &str,
         action: &str,
-        data: Value,
+        data: Map<String, Value>,
         timeout: Duration,
-    ) -> Result<RpcReply, RpcError> {
+    ) -> Result<Map<String, Value>, RpcError> {
+        let subject = subjects::node(PROVISIONING_COLLECTIVE, identity).map_err(|source| {
+            RpcError::Subject {
+                target: identity.to_string(),
+                source,
+            }
+        })?;
         let payload =
-            serde_json::json!({"agent": agent, "action": action, "data": data}).to_string();
-        let subject = format!("{COLLECTIVE}.node.{identity}");
-        let (id, mut rx) = self
-            .send(subject, agent, payload.as_bytes(), vec![], 4)
-            .await?;
+            RpcRequest::new(agent, action, data)
+                .encode()
+                .map_err(|e| RpcError::Encode {
+                    subject: subject.clone(),
+                    source: WireError::Protocol(e),
+                })?;
+        let (id, mut rx) = self.send(subject, agent, &payload, vec![], 4).await?;
         let reply = tokio::time::timeout(timeout, async {
             // Ignore answers from anyone but the target (S2: a second responder for
             // the same identity cannot hijack the pass).
@@ -274,32 +269,26 @@ impl Rpc {
                 })
             }
         };
-        let parsed: SimpleRpcReply =
-            serde_json::from_str(&reply.message).map_err(|e| RpcError::Malformed {
+        let parsed =
+            RpcReply::decode(reply.message.as_bytes()).map_err(|e| RpcError::Malformed {
                 sender: reply.sender.clone(),
                 message: format!("not a SimpleRPC reply: {e}"),
             })?;
-        if parsed.statuscode != 0 {
+        if !parsed.is_ok() {
             return Err(RpcError::Status {
                 sender: reply.sender,
                 code: parsed.statuscode,
                 message: parsed.statusmsg,
             });
         }
-        let data = match parsed.data {
-            Value::Object(map) => map,
-            Value::Null => serde_json::Map::new(),
-            other => {
-                return Err(RpcError::Malformed {
-                    sender: reply.sender,
-                    message: format!("data is {other}, not an object"),
-                })
-            }
-        };
-        Ok(RpcReply {
-            sender: reply.sender,
-            data,
-        })
+        match parsed.data {
+            Value::Object(map) => Ok(map),
+            Value::Null => Ok(Map::new()),
+            other => Err(RpcError::Malformed {
+                sender: reply.sender,
+                message: format!("data is {other}, not an object"),
+            }),
+        }
     }
 
     /// Broadcast discovery for nodes with the `choria_provision` agent; collects
@@ -309,12 +298,18 @@ impl Rpc {
         timeout: Duration,
         idle: Duration,
     ) -> Result<Vec<String>, RpcError> {
-        let subject = format!("{COLLECTIVE}.broadcast.agent.discovery");
+        let subject =
+            subjects::broadcast_agent(PROVISIONING_COLLECTIVE, "discovery").map_err(|source| {
+                RpcError::Subject {
+                    target: "discovery".into(),
+                    source,
+                }
+            })?;
         let (id, mut rx) = self
             .send(
                 subject,
                 "discovery",
-                b"ping",
+                DISCOVERY_PING,
                 vec!["choria_provision".into()],
                 DISCOVERY_BUFFER,
             )
@@ -349,7 +344,7 @@ mod tests {
             reply_prefix("up=ginkgo"),
             "provisioning.reply.e33bf0376d4accbb4a8fd24b2f840b2e"
         );
-        assert_eq!(request_id().len(), 32);
+        assert_eq!(new_request_id().len(), 32);
     }
 
     #[test]
@@ -360,19 +355,19 @@ mod tests {
         .retryable());
         assert!(RpcError::Status {
             sender: "a".into(),
-            code: 1,
+            code: StatusCode::Aborted,
             message: "Could not obtain provisioning lock".into()
         }
         .retryable());
         assert!(!RpcError::Status {
             sender: "a".into(),
-            code: 1,
+            code: StatusCode::Aborted,
             message: "Incorrect provision token supplied".into()
         }
         .retryable());
         assert!(!RpcError::Status {
             sender: "a".into(),
-            code: 4,
+            code: StatusCode::InvalidData,
             message: "bad".into()
         }
         .retryable());

@@ -3,16 +3,21 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use choria_protocol::lifecycle::{EventType, LifecycleError, LifecycleEvent};
+use choria_protocol::subjects::{
+    self, SubjectError, PROVISIONER_COMPONENT, PROVISIONING_REGISTRATION_WILDCARD,
+};
+use choria_protocol::ProtocolError;
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::sync::{watch, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::election::{self, ElectionConfig, Role};
 use crate::helper::Helper;
+use crate::keys::{KeyError, Keys};
 use crate::metrics::{self, Metrics, Outcome};
 use crate::pipeline::{PassResult, Pipeline};
 use crate::registry::{AddOutcome, Registry, Source, QUEUE_CAPACITY, SUCCESS_HOLD};
@@ -38,13 +43,34 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     /// A subscription failed.
-    #[error("cannot subscribe to {subject}: {message}")]
+    #[error("cannot subscribe to {subject}: {source}")]
     Subscribe {
         /// Subject.
         subject: String,
         /// Why.
-        message: String,
+        source: async_nats::SubscribeError,
     },
+    /// `lifecycle_component` cannot be used in the startup event subject.
+    #[error("invalid lifecycle component: {0}")]
+    Component(#[source] SubjectError),
+    /// A key file of the settings is unusable.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+/// Why a discovery message (startup event or registration) was not used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// Not a lifecycle event.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// Not a Choria request.
+    #[error(transparent)]
+    Registration(#[from] ProtocolError),
+    /// A registration request that names no sender.
+    #[error("registration message without a sender")]
+    NoSender,
 }
 
 /// Counters for the demo and `/healthz`.
@@ -216,6 +242,7 @@ impl Provisioner {
     /// Runs until `cancel`, then waits for in-flight passes (bounded).
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), ServiceError> {
         let s = self.settings.clone();
+        let keys = Arc::new(Keys::load(&s)?);
         tracing::info!(
             "Choria Provisioner starting using configuration file {}. Discovery interval {:?} using {} workers",
             s.source.display(), s.interval, s.workers
@@ -258,9 +285,9 @@ impl Provisioner {
             inner.clone(),
         )
         .await
-        .map_err(|e| ServiceError::Subscribe {
-            subject: "reply subjects".into(),
-            message: e.to_string(),
+        .map_err(|source| ServiceError::Subscribe {
+            subject: crate::rpc::reply_prefix(&self.caller_id) + ".>",
+            source,
         })?;
         publish_startup(&self.client, &self.identity).await;
 
@@ -316,7 +343,8 @@ impl Provisioner {
             &inner,
             &registry,
             &paused,
-            format!("choria.lifecycle.event.startup.{}", s.lifecycle_component),
+            subjects::lifecycle_event(EventType::Startup.as_str(), &s.lifecycle_component)
+                .map_err(ServiceError::Component)?,
             Source::Event,
         )
         .await?;
@@ -325,7 +353,7 @@ impl Provisioner {
             &inner,
             &registry,
             &paused,
-            "provisioning.registration.>".to_string(),
+            PROVISIONING_REGISTRATION_WILDCARD.to_string(),
             Source::Registration,
         )
         .await?;
@@ -334,6 +362,7 @@ impl Provisioner {
         let pipeline = Pipeline::new(
             rpc.clone(),
             s.clone(),
+            keys,
             helper,
             self.metrics.clone(),
             paused.clone(),
@@ -413,14 +442,14 @@ impl Provisioner {
         subject: String,
         source: Source,
     ) -> Result<(), ServiceError> {
-        let mut sub =
-            self.client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|e| ServiceError::Subscribe {
-                    subject: subject.clone(),
-                    message: e.to_string(),
-                })?;
+        let mut sub = self
+            .client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|source| ServiceError::Subscribe {
+                subject: subject.clone(),
+                source,
+            })?;
         let (cancel, registry, paused, metrics, status) = (
             cancel.clone(),
             registry.clone(),
@@ -440,7 +469,7 @@ impl Provisioner {
                 }
                 let identity = match source {
                     Source::Registration => registration_sender(&message.payload),
-                    _ => startup_event_identity(&message.payload),
+                    _ => startup_event_identity(&message.payload).map_err(EventError::from),
                 };
                 let identity = match identity {
                     Ok(id) => id,
@@ -548,65 +577,43 @@ async fn worker(
 }
 
 /// The identity in a startup lifecycle event (classic or CloudEvents); `None` for other
-/// event types.
-pub fn startup_event_identity(payload: &[u8]) -> Result<Option<String>, String> {
-    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
-    let event = if value.get("specversion").and_then(Value::as_str) == Some("1.0")
-        && value.get("source").and_then(Value::as_str) == Some("io.choria.lifecycle")
-    {
-        value
-            .get("data")
-            .cloned()
-            .ok_or("CloudEvent without data")?
-    } else {
-        value
-    };
-    let protocol = event
-        .get("protocol")
-        .and_then(Value::as_str)
-        .ok_or("unsupported event format")?;
-    let is_startup = match protocol {
-        p if p.starts_with("io.choria.lifecycle") => p.ends_with(".startup"),
-        p if p.starts_with("choria:lifecycle:") => p == "choria:lifecycle:startup:1",
-        _ => return Err("unsupported event format".into()),
-    };
-    if !is_startup {
-        return Ok(None);
-    }
-    match event.get("identity") {
-        Some(Value::String(id)) if !id.is_empty() => Ok(Some(id.clone())),
-        _ => Err("startup event without an identity".into()),
-    }
+/// event types. The component may be missing: the subscription subject names it.
+pub fn startup_event_identity(payload: &[u8]) -> Result<Option<String>, LifecycleError> {
+    let event = LifecycleEvent::parse_subscribed(payload)?;
+    Ok((event.event_type == EventType::Startup).then_some(event.identity))
 }
 
 /// The sender of a registration message (a request to the `registration` agent, v1
 /// or v2), decoded through every protocol layer.
-pub fn registration_sender(payload: &[u8]) -> Result<Option<String>, String> {
-    let request = choria_protocol::message::decode_request(payload).map_err(|e| e.to_string())?;
+pub fn registration_sender(payload: &[u8]) -> Result<Option<String>, EventError> {
+    let request = choria_protocol::message::decode_request(payload)?;
     if request.meta.sender.is_empty() {
-        return Err("registration message without a sender".into());
+        return Err(EventError::NoSender);
     }
     Ok(Some(request.meta.sender))
 }
 
+/// Publishes our own startup event (spec §1.1 step 9.3): classic format, failure only logged.
 async fn publish_startup(client: &async_nats::Client, identity: &str) {
-    let mut id = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-    let event = serde_json::json!({
-        "protocol": "io.choria.lifecycle.v1.startup",
-        "id": hex::encode(id),
-        "identity": identity,
-        "component": "provisioner",
-        "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        "version": VERSION,
-    });
-    if let Err(err) = client
-        .publish(
-            "choria.lifecycle.event.startup.provisioner",
-            event.to_string().into(),
-        )
-        .await
-    {
+    let event = LifecycleEvent::new(
+        EventType::Startup,
+        identity,
+        PROVISIONER_COMPONENT,
+        Some(VERSION),
+        SystemTime::now(),
+    );
+    let encoded = event
+        .subject()
+        .map_err(LifecycleError::from)
+        .and_then(|subject| Ok((subject, event.to_choria_json()?)));
+    let published = match encoded {
+        Ok((subject, body)) => client.publish(subject, body.into()).await,
+        Err(err) => {
+            tracing::warn!("could not encode startup event: {err}");
+            return;
+        }
+    };
+    if let Err(err) = published {
         tracing::warn!("could not publish startup event: {err}");
     }
 }
@@ -629,13 +636,16 @@ mod tests {
         }
         assert!(seen >= 2);
         let classic = br#"{"protocol":"io.choria.lifecycle.v1.startup","identity":"n1","component":"provision_mode_server"}"#;
-        assert_eq!(startup_event_identity(classic), Ok(Some("n1".into())));
+        assert_eq!(
+            startup_event_identity(classic).ok(),
+            Some(Some("n1".into()))
+        );
         let cloud = br#"{"specversion":"1.0","source":"io.choria.lifecycle","type":"io.choria.lifecycle.v1.startup","data":{"protocol":"io.choria.lifecycle.v1.startup","identity":"n2"}}"#;
-        assert_eq!(startup_event_identity(cloud), Ok(Some("n2".into())));
+        assert_eq!(startup_event_identity(cloud).ok(), Some(Some("n2".into())));
         let legacy = br#"{"protocol":"choria:lifecycle:startup:1","identity":"n3"}"#;
-        assert_eq!(startup_event_identity(legacy), Ok(Some("n3".into())));
+        assert_eq!(startup_event_identity(legacy).ok(), Some(Some("n3".into())));
         let shutdown = br#"{"protocol":"io.choria.lifecycle.v1.shutdown","identity":"n1"}"#;
-        assert_eq!(startup_event_identity(shutdown), Ok(None));
+        assert_eq!(startup_event_identity(shutdown).ok(), Some(None));
         assert!(startup_event_identity(b"{\"identity\":1}").is_err());
         assert!(startup_event_identity(
             br#"{"protocol":"io.choria.lifecycle.v1.startup","identity":5}"#

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use choria_config::duration::{parse_duration_upstream, DurationError};
 use serde::Deserialize;
 
 /// Default discovery interval (spec §3.2).
@@ -52,12 +53,31 @@ pub enum SettingsError {
     #[error("config file {0} is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge(PathBuf),
     /// The YAML/JSON could not be parsed or had a wrong type.
-    #[error("could not parse config file {path} as YAML: {message}")]
+    #[error("could not parse config file {} as YAML: {source}", path.display())]
     Parse {
         /// The file (or `<string>`).
         path: PathBuf,
-        /// Parser message with line/column.
-        message: String,
+        /// Parser error with line/column.
+        source: serde_yaml_ng::Error,
+    },
+    /// A duration key is not a duration (spec §3.3).
+    #[error("invalid value for {key}: {source}")]
+    Duration {
+        /// The config key, e.g. `interval`.
+        key: &'static str,
+        /// Why.
+        source: DurationError,
+    },
+    /// The helper command line cannot be split into words.
+    #[error("invalid value for helper: cannot parse helper command: {0}")]
+    HelperCommand(#[source] shell_words::ParseError),
+    /// A `cert_deny_list` pattern is not a regular expression.
+    #[error("invalid value for cert_deny_list: pattern {pattern:?} is invalid: {source}")]
+    DenyPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// Why.
+        source: regex::Error,
     },
     /// A key holds an unusable value.
     #[error("invalid value for {key}: {reason}")]
@@ -67,6 +87,21 @@ pub enum SettingsError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+}
+
+impl SettingsError {
+    /// The config key at fault, for errors about one key.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            SettingsError::Invalid { key, .. } | SettingsError::Duration { key, .. } => Some(key),
+            SettingsError::HelperCommand(_) => Some("helper"),
+            SettingsError::DenyPattern { .. } => Some("cert_deny_list"),
+            SettingsError::NotFound(_)
+            | SettingsError::Read { .. }
+            | SettingsError::TooLarge(_)
+            | SettingsError::Parse { .. } => None,
+        }
+    }
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
@@ -254,9 +289,9 @@ impl Settings {
         let raw: RawSettings = if text.trim().is_empty() {
             RawSettings::default()
         } else {
-            serde_yaml_ng::from_str(text).map_err(|err| SettingsError::Parse {
+            serde_yaml_ng::from_str(text).map_err(|source| SettingsError::Parse {
                 path: path.to_path_buf(),
-                message: err.to_string(),
+                source,
             })?
         };
         Settings::from_raw(raw, path)
@@ -276,7 +311,12 @@ impl Settings {
 
         let interval = match raw.interval.as_deref() {
             None => DEFAULT_INTERVAL,
-            Some(text) => parse_duration(text).map_err(|reason| invalid("interval", reason))?,
+            Some(text) => {
+                parse_duration_upstream(text).map_err(|source| SettingsError::Duration {
+                    key: "interval",
+                    source,
+                })?
+            }
         };
         if interval < MIN_INTERVAL {
             return Err(invalid(
@@ -313,8 +353,7 @@ impl Settings {
                 "no helper configured; set helper to the program that decides each node's configuration",
             ));
         } else {
-            shell_words::split(&helper_line)
-                .map_err(|err| invalid("helper", format!("cannot parse helper command: {err}")))?
+            shell_words::split(&helper_line).map_err(SettingsError::HelperCommand)?
         };
         if helper.is_empty() {
             return Err(invalid("helper", "cannot parse helper command: empty"));
@@ -369,11 +408,9 @@ impl Settings {
                 .unwrap_or(&pattern);
             // Upstream silently ignores bad patterns; a deny list that quietly denies
             // nothing is a security hole, so refuse to start instead.
-            let re = regex::Regex::new(trimmed).map_err(|err| {
-                invalid(
-                    "cert_deny_list",
-                    format!("pattern {pattern:?} is invalid: {err}"),
-                )
+            let re = regex::Regex::new(trimmed).map_err(|source| SettingsError::DenyPattern {
+                pattern: pattern.clone(),
+                source,
             })?;
             cert_deny_list.push(re);
         }
@@ -503,79 +540,10 @@ fn optional_duration(
     match value {
         None => Ok(default),
         Some(text) if text.trim().is_empty() => Ok(default),
-        Some(text) => parse_duration(text).map_err(|reason| invalid(key, reason)),
-    }
-}
-
-/// Parses the duration syntax of spec §3.3: `w`, `d`, `M`, `y` with a (fractional)
-/// number, or Go-style `1h30m`, `90s`, `1.5h`, `250ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(Duration::ZERO);
-    }
-    let last = text.chars().last().unwrap_or('s');
-    let per_unit = match last {
-        'w' | 'W' => Some(7 * 24 * 3600),
-        'd' | 'D' => Some(24 * 3600),
-        'M' => Some(30 * 24 * 3600),
-        'y' | 'Y' => Some(365 * 24 * 3600),
-        _ => None,
-    };
-    if let Some(seconds) = per_unit {
-        let number = &text[..text.len() - 1];
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration: {text:?} (number {number:?})"))?;
-        if !value.is_finite() || value < 0.0 {
-            return Err(format!("invalid duration: {text:?}"));
+        Some(text) => {
+            parse_duration_upstream(text).map_err(|source| SettingsError::Duration { key, source })
         }
-        // Upstream truncates the result to whole hours.
-        let hours = (value * seconds as f64 / 3600.0).trunc();
-        if hours > 1e9 {
-            return Err(format!("invalid duration: {text:?} is too large"));
-        }
-        return Ok(Duration::from_secs(hours as u64 * 3600));
     }
-    parse_go_duration(text)
-}
-
-fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration: {text:?}; use forms like 90s, 10m, 1h30m, 2d, 1y");
-    let mut rest = text;
-    let mut total = 0f64;
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if number_len == 0 {
-            return Err(bad());
-        }
-        let value: f64 = rest[..number_len].parse().map_err(|_| bad())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => return Err(format!("invalid time unit {other:?} in {text:?}")),
-        };
-        total += value * scale;
-    }
-    if !total.is_finite() || total > 1e12 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]
@@ -587,9 +555,9 @@ mod tests {
     }
 
     fn key_of(err: SettingsError) -> &'static str {
-        match err {
-            SettingsError::Invalid { key, .. } => key,
-            other => panic!("expected Invalid, got {other:?}"),
+        match err.key() {
+            Some(key) => key,
+            None => panic!("expected an error about one key, got {err:?}"),
         }
     }
 
@@ -713,6 +681,7 @@ mod tests {
 
     #[test]
     fn duration_syntax_matches_spec() {
+        let parse_duration = parse_duration_upstream;
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));

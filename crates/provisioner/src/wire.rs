@@ -7,12 +7,31 @@ use std::time::{Duration, SystemTime};
 use choria_protocol::message::{
     self as msg, ReplyMeta, ReplySigner, RequestMeta, RequestSigner, Routing,
 };
+use choria_protocol::ProtocolError;
 pub use choria_protocol::Version;
 
 /// Largest reply we decode.
 pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
 /// TTL of our requests.
 pub const REQUEST_TTL: Duration = Duration::from_secs(60);
+
+/// Why a message could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// A reply larger than [`MAX_REPLY_BYTES`].
+    #[error("reply of {size} bytes exceeds {MAX_REPLY_BYTES}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// A protocol layer was refused (or could not be encoded).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The reply's payload is not text.
+    #[error("reply payload is not UTF-8")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+}
 
 /// What one request carries.
 #[derive(Debug, Clone)]
@@ -38,7 +57,7 @@ pub struct RequestSpec<'a> {
 }
 
 /// Encodes an unsigned request.
-pub fn encode_request(spec: &RequestSpec<'_>) -> Result<Vec<u8>, String> {
+pub fn encode_request(spec: &RequestSpec<'_>) -> Result<Vec<u8>, WireError> {
     let mut meta = RequestMeta::new(
         spec.sender_id,
         spec.caller_id,
@@ -54,14 +73,13 @@ pub fn encode_request(spec: &RequestSpec<'_>) -> Result<Vec<u8>, String> {
         sender: spec.sender_id.to_string(),
         hops: Vec::new(),
     };
-    msg::encode_request(
+    Ok(msg::encode_request(
         spec.version,
         &meta,
         spec.payload,
         &RequestSigner::Insecure,
         &routing,
-    )
-    .map_err(|e| e.to_string())
+    )?)
 }
 
 /// A decoded reply.
@@ -76,16 +94,12 @@ pub struct DecodedReply {
 }
 
 /// Decodes a reply; every layer is checked by `choria-protocol` (B2).
-pub fn decode_reply(bytes: &[u8]) -> Result<DecodedReply, String> {
+pub fn decode_reply(bytes: &[u8]) -> Result<DecodedReply, WireError> {
     if bytes.len() > MAX_REPLY_BYTES {
-        return Err(format!(
-            "reply of {} bytes exceeds {MAX_REPLY_BYTES}",
-            bytes.len()
-        ));
+        return Err(WireError::TooLarge { size: bytes.len() });
     }
-    let reply = msg::decode_reply(bytes).map_err(|e| e.to_string())?;
-    let message =
-        String::from_utf8(reply.payload).map_err(|_| "reply payload is not UTF-8".to_string())?;
+    let reply = msg::decode_reply(bytes)?;
+    let message = String::from_utf8(reply.payload).map_err(WireError::NotUtf8)?;
     Ok(DecodedReply {
         request_id: reply.meta.request_id,
         sender: reply.meta.sender,
@@ -111,8 +125,8 @@ pub struct DecodedRequest {
 }
 
 /// Decodes a request (test peers).
-pub fn decode_request(bytes: &[u8]) -> Result<DecodedRequest, String> {
-    let request = msg::decode_request(bytes).map_err(|e| e.to_string())?;
+pub fn decode_request(bytes: &[u8]) -> Result<DecodedRequest, WireError> {
+    let request = msg::decode_request(bytes)?;
     Ok(DecodedRequest {
         version: request.version,
         request_id: request.meta.id.clone(),
@@ -128,21 +142,20 @@ pub fn encode_reply(
     request: &DecodedRequest,
     sender: &str,
     message: &str,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, WireError> {
     let meta = ReplyMeta::for_request(&request.meta, sender, SystemTime::now());
     let routing = Routing {
         reply_to: String::new(),
         sender: sender.to_string(),
         hops: Vec::new(),
     };
-    msg::encode_reply(
+    Ok(msg::encode_reply(
         request.version,
         &meta,
         message.as_bytes(),
         &ReplySigner::None,
         &routing,
-    )
-    .map_err(|e| e.to_string())
+    )?)
 }
 
 #[cfg(test)]
@@ -152,7 +165,7 @@ mod tests {
     #[test]
     fn request_and_reply_round_trip_in_both_versions() {
         for version in [Version::V1, Version::V2] {
-            let id = crate::rpc::request_id();
+            let id = choria_protocol::ids::new_request_id();
             let bytes = encode_request(&RequestSpec {
                 version,
                 request_id: &id,

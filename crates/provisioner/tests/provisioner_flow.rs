@@ -662,7 +662,7 @@ async fn registration_and_startup_events_queue_nodes() {
     let reg = TestPeerNode::start(&nats.url(), "reg.example.net", TOKEN, "", Quirk::None).await;
     let evt = TestPeerNode::start(&nats.url(), "evt.example.net", TOKEN, "", Quirk::None).await;
     let client = async_nats::connect(nats.url()).await.expect("connect");
-    let id = choria_provisioner::rpc::request_id();
+    let id = choria_protocol::ids::new_request_id();
     let registration =
         choria_provisioner::wire::encode_request(&choria_provisioner::wire::RequestSpec {
             version: Version::V1,

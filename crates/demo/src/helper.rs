@@ -1,5 +1,5 @@
-//! A built-in helper for demos and tests: decides every node's configuration from a few
-//! site facts, and serves the persistent helper protocol.
+//! The demo site's provisioning helper: decides every node's configuration from a few site
+//! facts, and serves the persistent helper protocol (`choria-provisioner example-helper`).
 //!
 //! It configures nodes for the jwt flow (server JWT for the node's ed25519 key), the pki
 //! flow (its CA signs the node's CSR; the node then connects with mTLS), or both at once.
@@ -11,12 +11,12 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use choria_pki::CertificateAuthority;
-
-use crate::helper::{
+use choria_pki::{CertificateAuthority, PkiError};
+use choria_provisioner::helper::{
     CsrInput, Ed25519Input, HelperReply, HelperRequest, ServerClaimsInput, ServerPermissionsInput,
     MAX_HELPER_OUTPUT,
 };
+use choria_provisioner::registry::valid_identity;
 
 /// Facts about the site the helper configures nodes for.
 #[derive(Debug, Clone)]
@@ -61,6 +61,50 @@ impl Default for ExampleHelperSettings {
     }
 }
 
+/// Why the helper defers a node instead of configuring it (the reply's `msg`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The request has no identity a node could have.
+    #[error("missing or unusable identity")]
+    Identity,
+    /// The provisioner sent no verified provisioning JWT.
+    #[error("no verified provisioning token: enable features.jwt")]
+    NoJwt,
+    /// The helper was started without the issuer key.
+    #[error("helper issuer public key is not configured")]
+    NoIssuer,
+    /// A CSR arrived but the helper has no CA.
+    #[error("node sent a CSR but the helper has no CA: set CHORIA_DEMO_NODE_CA")]
+    NoCa,
+    /// Neither flow is possible.
+    #[error("neither an ed25519 public key nor a CSR: enable features.ed25519 or features.pki")]
+    NoKey,
+    /// The node's ssldir is relative.
+    #[error("node did not report an absolute ssldir")]
+    RelativeSsldir,
+    /// The CSR cannot be read.
+    #[error("unusable CSR: {0}")]
+    Csr(#[source] PkiError),
+    /// The CSR names another node.
+    #[error("CSR is for {name:?}, not for the node's identity {identity:?}")]
+    CsrName {
+        /// Common name in the CSR.
+        name: String,
+        /// The node's identity.
+        identity: String,
+    },
+    /// The CA could not sign.
+    #[error("could not sign the CSR: {0}")]
+    Sign(#[source] PkiError),
+    /// The node's ed25519 key is not hex of the right length.
+    #[error("ed25519 public key is not 64 hex characters")]
+    PublicKey,
+    /// The node's configuration directory is relative.
+    #[error("node did not report an absolute configuration directory")]
+    RelativeDirectory,
+}
+
 fn defer(message: &str) -> HelperReply {
     HelperReply {
         defer: true,
@@ -71,27 +115,33 @@ fn defer(message: &str) -> HelperReply {
 
 /// The reply for one node; defers when the request lacks what the flow needs.
 pub fn reply_for(settings: &ExampleHelperSettings, request: &HelperRequest) -> HelperReply {
-    if !crate::registry::valid_identity(&request.identity) {
-        return defer("missing or unusable identity");
+    match configure(settings, request) {
+        Ok(reply) => reply,
+        Err(why) => defer(&why.to_string()),
+    }
+}
+
+fn configure(
+    settings: &ExampleHelperSettings,
+    request: &HelperRequest,
+) -> Result<HelperReply, Refusal> {
+    if !valid_identity(&request.identity) {
+        return Err(Refusal::Identity);
     }
     if request.jwt.is_none() {
-        return defer("no verified provisioning token: enable features.jwt");
+        return Err(Refusal::NoJwt);
     }
     if settings.issuer_public.len() != 64 {
-        return defer("helper issuer public key is not configured");
+        return Err(Refusal::NoIssuer);
     }
     let pki = match (&request.csr, &settings.node_ca) {
         (Some(csr), Some(ca)) => Some((csr, ca)),
-        (Some(_), None) => {
-            return defer("node sent a CSR but the helper has no CA: set CHORIA_DEMO_NODE_CA")
-        }
+        (Some(_), None) => return Err(Refusal::NoCa),
         (None, _) => None,
     };
     let ed25519 = request.ed25519_pubkey.as_ref();
     if pki.is_none() && ed25519.is_none() {
-        return defer(
-            "neither an ed25519 public key nor a CSR: enable features.ed25519 or features.pki",
-        );
+        return Err(Refusal::NoKey);
     }
     let collectives = if settings.collectives.is_empty() {
         vec!["choria".to_string()]
@@ -104,19 +154,15 @@ pub fn reply_for(settings: &ExampleHelperSettings, request: &HelperRequest) -> H
         ..HelperReply::default()
     };
     if let Some((csr, ca)) = pki {
-        if let Err(why) = add_certificate(&mut reply, settings, &request.identity, csr, ca) {
-            return defer(&why);
-        }
+        add_certificate(&mut reply, settings, &request.identity, csr, ca)?;
     }
     if let Some(ed) = ed25519 {
-        if let Err(why) = add_server_token(&mut reply, settings, ed, collectives) {
-            return defer(why);
-        }
+        add_server_token(&mut reply, settings, ed, collectives)?;
     }
     reply
         .configuration
         .extend(settings.extra_configuration.clone());
-    reply
+    Ok(reply)
 }
 
 fn base_configuration(
@@ -157,21 +203,21 @@ fn add_certificate(
     identity: &str,
     csr: &CsrInput,
     ca: &NodeCa,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if !csr.ssldir.starts_with('/') {
-        return Err("node did not report an absolute ssldir".into());
+        return Err(Refusal::RelativeSsldir);
     }
-    let name =
-        choria_pki::csr_common_name(&csr.csr).map_err(|err| format!("unusable CSR: {err}"))?;
+    let name = choria_pki::csr_common_name(&csr.csr).map_err(Refusal::Csr)?;
     if name != identity {
-        return Err(format!(
-            "CSR is for {name:?}, not for the node's identity {identity:?}"
-        ));
+        return Err(Refusal::CsrName {
+            name,
+            identity: identity.to_string(),
+        });
     }
     reply.certificate = ca
         .authority
         .sign_csr(&csr.csr, settings.validity)
-        .map_err(|err| format!("could not sign the CSR: {err}"))?;
+        .map_err(Refusal::Sign)?;
     reply.ca = ca.trust_bundle.clone();
     reply.ssldir = csr.ssldir.clone();
     let ssldir = csr.ssldir.trim_end_matches('/');
@@ -204,12 +250,12 @@ fn add_server_token(
     settings: &ExampleHelperSettings,
     ed: &Ed25519Input,
     collectives: Vec<String>,
-) -> Result<(), &'static str> {
+) -> Result<(), Refusal> {
     if ed.public_key.len() != 64 || hex::decode(&ed.public_key).is_err() {
-        return Err("ed25519 public key is not 64 hex characters");
+        return Err(Refusal::PublicKey);
     }
     if !ed.directory.starts_with('/') {
-        return Err("node did not report an absolute configuration directory");
+        return Err(Refusal::RelativeDirectory);
     }
     let dir = ed.directory.trim_end_matches('/');
     reply
@@ -360,8 +406,9 @@ mod tests {
             reply_for(&settings, &pki_request("n1.example.net")).defer,
             "a CSR without a CA to sign it is deferred"
         );
+        let authority_pem = authority.certificate_pem().to_string();
         settings.node_ca = Some(NodeCa {
-            trust_bundle: authority.certificate_pem().to_string(),
+            trust_bundle: authority_pem.clone(),
             authority: Arc::new(authority),
         });
         let reply = reply_for(&settings, &pki_request("n1.example.net"));
@@ -377,9 +424,13 @@ mod tests {
             reply.configuration["plugin.security.file.certificate"],
             "/var/lib/n1/ssl/certificate.pem"
         );
-        let (_, pem) = x509_parser::pem::parse_x509_pem(reply.certificate.as_bytes()).expect("pem");
-        let cert = pem.parse_x509().expect("x509");
-        assert!(cert.subject().to_string().contains("n1.example.net"));
+        let cert = choria_pki::verify_certificate(
+            &reply.certificate,
+            authority_pem.as_str(),
+            SystemTime::now(),
+        )
+        .expect("signed by the helper's CA");
+        assert!(cert.common_name.contains("n1.example.net"));
 
         let other = reply_for(&settings, &pki_request("intruder.example.net"));
         assert!(other.defer, "a CSR for another name is refused");
