@@ -4,6 +4,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
+use choria_tokens::{NonceError, SignatureEncoding};
+
 use crate::natsjwt::{AuthorizationRequest, Grant};
 use crate::permissions::{self, Account, ClientGrant, Permissions, ServerGrant};
 
@@ -305,8 +307,8 @@ fn provisioner(
             client.caller
         ));
     }
-    verify_nonce(conn.nonce, conn.sig, &public_key)
-        .map_err(|e| format!("invalid nonce signature: {e}"))?;
+    verify_nonce(conn, &public_key)
+        .map_err(|e| format!("invalid nonce signature: {}", nonce_text(&e)))?;
     Ok(grant)
 }
 
@@ -332,8 +334,8 @@ fn system(
         if !(flags.system_user || flags.org_admin) {
             return Err("no system_user or org_admin claim".into());
         }
-        verify_nonce(conn.nonce, conn.sig, &public_key)
-            .map_err(|e| format!("invalid nonce signature: {e}"))?;
+        verify_nonce(conn, &public_key)
+            .map_err(|e| format!("invalid nonce signature: {}", nonce_text(&e)))?;
     }
     if !(constant_eq(conn.user, user) && constant_eq(conn.pass, password)) {
         return Err("invalid system credentials".into());
@@ -376,7 +378,7 @@ fn default_handler(
     match unverified_purpose(conn.token).as_str() {
         "choria_client_id" => {
             let (client, public_key) = verifier.client(conn.token).map_err(Rejection::Jwt)?;
-            verify_nonce(conn.nonce, conn.sig, &public_key).map_err(Rejection::Jwt)?;
+            verify_nonce(conn, &public_key).map_err(|e| Rejection::Jwt(nonce_text(&e)))?;
             Ok(Grant {
                 account: Account::Choria,
                 name: client.caller.clone(),
@@ -385,7 +387,7 @@ fn default_handler(
         }
         "choria_server" => {
             let (server, public_key) = verifier.server(conn.token).map_err(Rejection::Jwt)?;
-            verify_nonce(conn.nonce, conn.sig, &public_key).map_err(Rejection::Jwt)?;
+            verify_nonce(conn, &public_key).map_err(|e| Rejection::Jwt(nonce_text(&e)))?;
             let permissions = if policy.deny_server_connections {
                 permissions::deny_all()
             } else {
@@ -467,39 +469,34 @@ pub fn unverified_purpose(token: &str) -> String {
     purpose.to_string()
 }
 
-/// Verifies the ed25519 signature of the connection nonce (spec §2.4), with its error texts.
-pub fn verify_nonce(nonce: &str, sig: &str, public_key_hex: &str) -> Result<(), String> {
-    if sig.is_empty() {
-        return Err("connection nonce was not signed".into());
+/// Verifies the ed25519 signature of the connection nonce (spec §2.4): `sig` is base64url
+/// without padding, the key is the hex `public_key` of the verified JWT.
+fn verify_nonce(conn: &Connection<'_>, public_key: &str) -> Result<(), NonceError> {
+    choria_tokens::verify_nonce(
+        public_key,
+        conn.nonce.as_bytes(),
+        conn.sig,
+        SignatureEncoding::Base64Url,
+    )
+}
+
+/// The broker's text for a nonce failure (spec §2.4), which operators search logs for.
+pub fn nonce_text(error: &NonceError) -> String {
+    match error {
+        NonceError::MissingSignature => "connection nonce was not signed".into(),
+        NonceError::MissingPublicKey => {
+            "no public key found in the JWT to verify nonce signature".into()
+        }
+        NonceError::MissingNonce => "server did not generate a nonce to verify".into(),
+        NonceError::PublicKeyNotHex(_) => "invalid nonce signature".into(),
+        NonceError::SignatureEncoding { reason, .. } => {
+            format!("invalid url encoded signature: {reason}")
+        }
+        NonceError::PublicKeyLength(n) => {
+            format!("could not verify nonce signature: invalid public key length {n}")
+        }
+        _ => "nonce signature did not verify using pub key in the jwt".into(),
     }
-    if public_key_hex.is_empty() {
-        return Err("no public key found in the JWT to verify nonce signature".into());
-    }
-    if nonce.is_empty() {
-        return Err("server did not generate a nonce to verify".into());
-    }
-    let key = hex::decode(public_key_hex).map_err(|_| "invalid nonce signature".to_string())?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|e| format!("invalid url encoded signature: {e}"))?;
-    let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
-        format!(
-            "could not verify nonce signature: invalid public key length {}",
-            key.len()
-        )
-    })?;
-    let Ok(signature) = <[u8; 64]>::try_from(signature.as_slice()) else {
-        return Err("nonce signature did not verify using pub key in the jwt".into());
-    };
-    let Ok(verifying) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
-        return Err("nonce signature did not verify using pub key in the jwt".into());
-    };
-    verifying
-        .verify_strict(
-            nonce.as_bytes(),
-            &ed25519_dalek::Signature::from_bytes(&signature),
-        )
-        .map_err(|_| "nonce signature did not verify using pub key in the jwt".to_string())
 }
 
 fn constant_eq(a: &str, b: &str) -> bool {
@@ -530,28 +527,34 @@ mod tests {
     #[test]
     fn nonce_vector_verifies_and_failures_use_spec_texts() {
         let key = other_public();
-        assert_eq!(verify_nonce("toomanysecrets", NONCE_SIG, &key), Ok(()));
+        let check = |nonce: &'static str, sig: &'static str, key: &str| {
+            let mut c = conn("", TlsState::Unverified);
+            c.nonce = nonce;
+            c.sig = sig;
+            verify_nonce(&c, key).map_err(|e| nonce_text(&e))
+        };
+        assert_eq!(check("toomanysecrets", NONCE_SIG, &key), Ok(()));
         assert_eq!(
-            verify_nonce("toomanysecretz", NONCE_SIG, &key),
+            check("toomanysecretz", NONCE_SIG, &key),
             Err("nonce signature did not verify using pub key in the jwt".into())
         );
         assert_eq!(
-            verify_nonce("n", "", &key),
+            check("n", "", &key),
             Err("connection nonce was not signed".into())
         );
         assert_eq!(
-            verify_nonce("n", "x", ""),
+            check("n", "x", ""),
             Err("no public key found in the JWT to verify nonce signature".into())
         );
         assert_eq!(
-            verify_nonce("", "x", &key),
+            check("", "x", &key),
             Err("server did not generate a nonce to verify".into())
         );
-        assert!(verify_nonce("n", "x", &key)
+        assert!(check("n", "x", &key)
             .expect_err("bad b64")
             .starts_with("invalid url encoded signature"));
         assert_eq!(
-            verify_nonce("n", NONCE_SIG, &"ab".repeat(64)),
+            check("n", NONCE_SIG, &"ab".repeat(64)),
             Err("could not verify nonce signature: invalid public key length 64".into())
         );
     }

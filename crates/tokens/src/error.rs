@@ -152,9 +152,6 @@ pub enum TokenError {
     /// Signing failed in the crypto library.
     #[error("could not sign the token: {0}")]
     Signing(String),
-    /// A nonce signature is not valid base64url or does not verify.
-    #[error("invalid nonce signature: {0}")]
-    Nonce(String),
     /// A KSUID could not be parsed.
     #[error("invalid ksuid format: {0}")]
     Ksuid(String),
