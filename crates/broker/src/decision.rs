@@ -1,10 +1,7 @@
 //! The Choria authorization decision (spec §2.5–2.7) as a pure function from a typed
 //! connection to a grant or a rejection; the callout service is only the shell around it.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-
-use choria_tokens::{NonceError, SignatureEncoding};
+use choria_tokens::{claimed_purpose, ClaimedPurpose, NonceError, Purpose, SignatureEncoding};
 
 use crate::natsjwt::{AuthorizationRequest, Grant};
 use crate::permissions::{self, Account, ClientGrant, Permissions, ServerGrant};
@@ -297,7 +294,7 @@ fn provisioner(
         }
         return Err("no token provided in connection".into());
     }
-    if unverified_purpose(conn.token) != "choria_client_id" {
+    if claimed_purpose(conn.token) != ClaimedPurpose::Known(Purpose::ClientId) {
         return Err("client token required".into());
     }
     let (client, public_key) = verifier.client(conn.token)?;
@@ -324,7 +321,7 @@ fn system(
         if conn.token.is_empty() {
             return Err("no JWT token received".into());
         }
-        if unverified_purpose(conn.token) != "choria_client_id" {
+        if claimed_purpose(conn.token) != ClaimedPurpose::Known(Purpose::ClientId) {
             return Err("client token required".into());
         }
         let (client, public_key) = verifier
@@ -375,8 +372,8 @@ fn default_handler(
         }
         return Err(Rejection::NoToken);
     }
-    match unverified_purpose(conn.token).as_str() {
-        "choria_client_id" => {
+    match claimed_purpose(conn.token) {
+        ClaimedPurpose::Known(Purpose::ClientId) => {
             let (client, public_key) = verifier.client(conn.token).map_err(Rejection::Jwt)?;
             verify_nonce(conn, &public_key).map_err(|e| Rejection::Jwt(nonce_text(&e)))?;
             Ok(Grant {
@@ -385,7 +382,7 @@ fn default_handler(
                 permissions: permissions::client_claims(&client, Account::Choria, policy.fips),
             })
         }
-        "choria_server" => {
+        ClaimedPurpose::Known(Purpose::Server) => {
             let (server, public_key) = verifier.server(conn.token).map_err(Rejection::Jwt)?;
             verify_nonce(conn, &public_key).map_err(|e| Rejection::Jwt(nonce_text(&e)))?;
             let permissions = if policy.deny_server_connections {
@@ -399,8 +396,9 @@ fn default_handler(
                 permissions,
             })
         }
-        "choria_provisioning" => provisioning_server(policy, verifier, conn),
-        other => Err(Rejection::UnknownPurpose(other.to_string())),
+        ClaimedPurpose::Known(Purpose::Provisioning) => provisioning_server(policy, verifier, conn),
+        ClaimedPurpose::Known(Purpose::Unknown) => Err(Rejection::UnknownPurpose(String::new())),
+        ClaimedPurpose::Other(other) => Err(Rejection::UnknownPurpose(other)),
     }
 }
 
@@ -410,7 +408,9 @@ fn provisioning_server(
     conn: &Connection<'_>,
 ) -> Result<Grant, Rejection> {
     if conn.tls == TlsState::Verified && conn.listener == Listener::Client {
-        return Err(Rejection::UnknownPurpose("choria_provisioning".into()));
+        return Err(Rejection::UnknownPurpose(
+            Purpose::Provisioning.as_str().into(),
+        ));
     }
     if policy.provisioning_password.is_none() {
         return Err(Rejection::Provisioning(
@@ -446,27 +446,6 @@ fn provisioning_server(
         name: conn.user.to_string(),
         permissions,
     })
-}
-
-/// The token purpose read without verification (spec §1.2): `purpose`, or
-/// `choria_provisioning` when it is empty and `sub` says so; `""` on any parse failure.
-pub fn unverified_purpose(token: &str) -> String {
-    let Some(payload) = token.split('.').nth(1) else {
-        return String::new();
-    };
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
-        return String::new();
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return String::new();
-    };
-    let purpose = value.get("purpose").and_then(|p| p.as_str()).unwrap_or("");
-    if purpose.is_empty()
-        && value.get("sub").and_then(|s| s.as_str()) == Some("choria_provisioning")
-    {
-        return "choria_provisioning".into();
-    }
-    purpose.to_string()
 }
 
 /// Verifies the ed25519 signature of the connection nonce (spec §2.4): `sig` is base64url
@@ -557,21 +536,6 @@ mod tests {
             check("n", NONCE_SIG, &"ab".repeat(64)),
             Err("could not verify nonce signature: invalid public key length 64".into())
         );
-    }
-
-    #[test]
-    fn purpose_comes_from_purpose_or_sub() {
-        let enc = |v: &str| format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(v));
-        assert_eq!(
-            unverified_purpose(&enc(r#"{"purpose":"choria_server"}"#)),
-            "choria_server"
-        );
-        assert_eq!(
-            unverified_purpose(&enc(r#"{"sub":"choria_provisioning"}"#)),
-            "choria_provisioning"
-        );
-        assert_eq!(unverified_purpose(&enc(r#"{"purpose":7}"#)), "");
-        assert_eq!(unverified_purpose("garbage"), "");
     }
 
     use crate::verify::ChoriaVerifier;

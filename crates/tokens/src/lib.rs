@@ -122,8 +122,8 @@ pub use ksuid::Ksuid;
 pub use nonce::{sign_nonce, unique_id_md5, verify_nonce, NonceError, SignatureEncoding};
 pub use sign::{go_json, sign_payload, sign_token};
 pub use verify::{
-    parse_client_token, parse_client_token_unverified, parse_provisioning_token,
+    claimed_purpose, parse_client_token, parse_client_token_unverified, parse_provisioning_token,
     parse_provisioning_token_unverified, parse_server_token, parse_server_token_unverified,
     parse_token_unverified, parse_verified, token_algorithm, token_payload_json, token_purpose,
-    verify_token, ACCEPTED_ALGORITHMS,
+    verify_token, ClaimedPurpose, ACCEPTED_ALGORITHMS,
 };
