@@ -366,7 +366,7 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
         (None, Some(text)) => text,
         (None, None) => String::new(),
     };
-    let mut perms = ClientPermissions {
+    let perms = ClientPermissions {
         streams_admin: args.stream_admin,
         streams_user: args.stream_user,
         events_viewer: args.event_viewer,
@@ -379,15 +379,8 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
         service: args.service,
         authentication_delegator: args.auth_delegation,
         provisioner: args.server_provisioner,
-    };
-    if args.issuer {
-        perms.fleet_management = false;
-        perms.signed_fleet_management = false;
-        perms.authentication_delegator = false;
     }
-    if perms.signed_fleet_management || perms.provisioner {
-        perms.fleet_management = true;
-    }
+    .as_minted(args.issuer);
     if args.issuer && public_key.is_none() {
         return Err(Failure::usage(
             "--issuer needs --public-key: a chain issuer signs with its own ed25519 key",
