@@ -1,9 +1,8 @@
 //! The broker permission sets of spec §3 as pure functions over typed claims.
 //! The authorization service turns the result into the `pub`/`sub` lists of a NATS user JWT.
 
-use md5::{Digest as _, Md5};
+use choria_protocol::subjects::{md5_hex, sha256_hex};
 use serde::Serialize;
-use sha2::Sha256;
 
 /// Allow and deny lists for one direction (publish or subscribe).
 ///
@@ -427,11 +426,10 @@ pub fn client_claims(grant: &ClientGrant, account: Account, fips: bool) -> Permi
 
 /// The reply-subject hashes of an id: md5 then sha256 hex, or only sha256 in FIPS mode.
 pub fn reply_hashes(id: &str, fips: bool) -> Vec<String> {
-    let sha = hex::encode(Sha256::digest(id.as_bytes()));
     if fips {
-        vec![sha]
+        vec![sha256_hex(id)]
     } else {
-        vec![hex::encode(Md5::digest(id.as_bytes())), sha]
+        vec![md5_hex(id), sha256_hex(id)]
     }
 }
 

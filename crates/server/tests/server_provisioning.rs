@@ -175,6 +175,7 @@ async fn node_is_provisioned_and_rejoins_the_fleet() {
             )
             .await,
     );
+    let public = hex::decode(keys["public_key"].as_str().unwrap()).unwrap();
     let signature = hex::decode(keys["signature"].as_str().unwrap()).unwrap();
     choria_tokens::verify_nonce(
         keys["public_key"].as_str().unwrap(),

@@ -473,14 +473,6 @@ impl ServerClaims {
 }
 
 impl ServerClaims {
-    /// Upstream `UniqueID`: the identity and the hex md5 of it (reply subjects, network id).
-    pub fn unique_id(&self) -> (String, String) {
-        (
-            self.identity.clone(),
-            crate::nonce::unique_id_md5(&self.identity),
-        )
-    }
-
     /// Upstream `IsMatchingSeedFile` on a loaded seed: whether it is the holder's key.
     pub fn is_matching_seed(&self, seed: &crate::keys::Ed25519Seed) -> bool {
         self.is_matching_public_key(&seed.public_key_bytes())
@@ -653,16 +645,6 @@ impl ClientIdClaims {
             sub_subjects: spec.sub_subjects,
             standard,
         })
-    }
-}
-
-impl ClientIdClaims {
-    /// Upstream `UniqueID`: the caller id and the hex md5 of it (reply subjects).
-    pub fn unique_id(&self) -> (String, String) {
-        (
-            self.callerid.clone(),
-            crate::nonce::unique_id_md5(&self.callerid),
-        )
     }
 }
 

@@ -119,7 +119,7 @@ pub use claims::{
 pub use error::{ChainError, KeyKind, Segment, TokenError, MAX_TOKEN_SIZE};
 pub use keys::{is_encoded_ed25519_key, read_public_key_file, Ed25519Seed, PublicKey, SigningKey};
 pub use ksuid::Ksuid;
-pub use nonce::{sign_nonce, unique_id_md5, verify_nonce, NonceError, SignatureEncoding};
+pub use nonce::{sign_nonce, verify_nonce, NonceError, SignatureEncoding};
 pub use sign::{go_json, sign_payload, sign_token};
 pub use verify::{
     claimed_purpose, parse_client_token, parse_client_token_unverified, parse_provisioning_token,

@@ -6,8 +6,6 @@ use std::fmt;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
-use md5::{Digest as _, Md5};
-
 use crate::keys::Ed25519Seed;
 
 /// Signs the raw nonce bytes; the result is base64url without padding (what NATS expects).
@@ -111,11 +109,6 @@ pub fn verify_nonce(
         .map_err(|_| NonceError::SignatureLength(signature.len()))?;
     key.verify_strict(nonce, &signature)
         .map_err(|_| NonceError::Mismatch)
-}
-
-/// Lowercase hex md5 of `s`: upstream `UniqueID` of a server identity or client caller id.
-pub fn unique_id_md5(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
 }
 
 fn decode_signature(signature: &str, encoding: SignatureEncoding) -> Result<Vec<u8>, NonceError> {
