@@ -5,6 +5,7 @@ use choria_tokens::{claimed_purpose, ClaimedPurpose, NonceError, Purpose, Signat
 
 use crate::natsjwt::{AuthorizationRequest, Grant};
 use crate::permissions::{self, Account, ClientGrant, Permissions, ServerGrant};
+use crate::verify::VerifyError;
 
 /// Tokens larger than this are rejected before any parsing (real Choria JWTs are ~1–3 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -110,14 +111,14 @@ pub struct ProvisioningFacts {
 }
 
 /// Verifies Choria tokens against the configured signers and issuers (spec §2.3).
-/// Errors are operator-readable reasons; they never contain the token.
+/// Errors never contain the token.
 pub trait TokenVerifier: Send + Sync {
     /// A provisioning token (`choria_provisioning`).
-    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, String>;
+    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, VerifyError>;
     /// A server token; returns the grant and the holder's hex ed25519 public key.
-    fn server(&self, token: &str) -> Result<(ServerGrant, String), String>;
+    fn server(&self, token: &str) -> Result<(ServerGrant, String), VerifyError>;
     /// A client token; returns the grant, the permission flags and the holder's public key.
-    fn client(&self, token: &str) -> Result<(ClientGrant, String), String>;
+    fn client(&self, token: &str) -> Result<(ClientGrant, String), VerifyError>;
 }
 
 /// Broker-wide authorization settings (derived from [`crate::BrokerSettings`]).
@@ -158,8 +159,9 @@ impl std::fmt::Debug for Policy {
     }
 }
 
-/// Why a connection was refused; `Display` is the logged reason (never a secret).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a connection was refused; `Display` is the logged reason (never a secret),
+/// [`Rejection::label`] the metric label and [`Rejection::rule`] the exact rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
     /// Plain TCP on a TLS broker.
@@ -176,14 +178,14 @@ pub enum Rejection {
     TokenTooLarge(usize),
     /// The provisioner user was refused (§2.6.A).
     #[error("provisioning user connection denied: {0}")]
-    Provisioner(String),
+    Provisioner(#[source] ProvisionerDenied),
     /// The system user was refused (§2.6.B/C).
     #[error("system user denied: {0}")]
-    System(String),
+    System(#[source] SystemDenied),
     /// A client or server JWT failed (§2.6.D).
     #[error("invalid nonce signature or jwt token: {0}")]
-    Jwt(String),
-    /// A token purpose we do not handle here.
+    Jwt(#[from] JwtDenied),
+    /// A token purpose we do not handle here (the claim as sent).
     #[error("do not know how to handle {0:?} purpose token")]
     UnknownPurpose(String),
     /// No token and no verified certificate.
@@ -191,7 +193,7 @@ pub enum Rejection {
     NoToken,
     /// A provisioning-mode server was refused (§2.6.E).
     #[error("provisioning server denied: {0}")]
-    Provisioning(String),
+    Provisioning(#[source] ProvisioningDenied),
     /// Verified mTLS without a JWT in issuer mode.
     #[error("unknown connection received in issuer mode")]
     IssuerModeUnknown,
@@ -218,6 +220,133 @@ impl Rejection {
             Rejection::Probe => "probe",
         }
     }
+
+    /// The rule within [`Rejection::label`] that refused the connection (the `rule` label of
+    /// `choria_broker_auth_refusals`); the label itself when there is only one.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Rejection::Provisioner(denied) => denied.as_str(),
+            Rejection::System(denied) => denied.as_str(),
+            Rejection::Jwt(JwtDenied::Token(e))
+            | Rejection::Provisioning(ProvisioningDenied::Token(e)) => e.as_str(),
+            Rejection::Jwt(JwtDenied::Nonce(e)) => nonce_rule(e),
+            Rejection::Provisioning(ProvisioningDenied::NoAccount) => "no_account",
+            other => other.label(),
+        }
+    }
+}
+
+/// Why the provisioner user was refused (§2.6.A).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisionerDenied {
+    /// `provisioning.client_password` is not set.
+    #[error("provisioning user password not enabled")]
+    NotEnabled,
+    /// No password in CONNECT.
+    #[error("password required")]
+    NoPassword,
+    /// The password does not match.
+    #[error("invalid provisioner password supplied")]
+    WrongPassword,
+    /// No token, and connections without one are not allowed.
+    #[error("no token provided in connection")]
+    NoToken,
+    /// The token is not a client token.
+    #[error("client token required")]
+    NotAClientToken,
+    /// The client token did not verify.
+    #[error(transparent)]
+    Token(VerifyError),
+    /// The client token lacks the `provisioner` permission.
+    #[error("provisioner claim is false in token with caller id '{caller}'")]
+    NoProvisionerClaim {
+        /// The token's caller id.
+        caller: String,
+    },
+    /// The nonce signature failed.
+    #[error("invalid nonce signature: {}", nonce_text(.0))]
+    Nonce(#[source] NonceError),
+}
+
+impl ProvisionerDenied {
+    fn as_str(&self) -> &'static str {
+        match self {
+            ProvisionerDenied::NotEnabled => "not_enabled",
+            ProvisionerDenied::NoPassword => "no_password",
+            ProvisionerDenied::WrongPassword => "wrong_password",
+            ProvisionerDenied::NoToken => "no_token",
+            ProvisionerDenied::NotAClientToken => "not_a_client_token",
+            ProvisionerDenied::Token(e) => e.as_str(),
+            ProvisionerDenied::NoProvisionerClaim { .. } => "no_provisioner_claim",
+            ProvisionerDenied::Nonce(e) => nonce_rule(e),
+        }
+    }
+}
+
+/// Why the system user was refused (§2.6.B/C).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SystemDenied {
+    /// No system user is configured.
+    #[error("system user is required")]
+    NotConfigured,
+    /// No token over an unverified connection.
+    #[error("no JWT token received")]
+    NoToken,
+    /// The token is not a client token.
+    #[error("client token required")]
+    NotAClientToken,
+    /// The client token did not verify.
+    #[error("invalid JWT token: {0}")]
+    Token(#[source] VerifyError),
+    /// The client token has neither `system_user` nor `org_admin`.
+    #[error("no system_user or org_admin claim")]
+    NoSystemClaim,
+    /// The nonce signature failed.
+    #[error("invalid nonce signature: {}", nonce_text(.0))]
+    Nonce(#[source] NonceError),
+    /// User or password do not match.
+    #[error("invalid system credentials")]
+    WrongCredentials,
+}
+
+impl SystemDenied {
+    fn as_str(&self) -> &'static str {
+        match self {
+            SystemDenied::NotConfigured => "not_configured",
+            SystemDenied::NoToken => "no_token",
+            SystemDenied::NotAClientToken => "not_a_client_token",
+            SystemDenied::Token(e) => e.as_str(),
+            SystemDenied::NoSystemClaim => "no_system_claim",
+            SystemDenied::Nonce(e) => nonce_rule(e),
+            SystemDenied::WrongCredentials => "wrong_credentials",
+        }
+    }
+}
+
+/// Why a client or server JWT connection was refused (§2.6.D).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtDenied {
+    /// The token did not verify.
+    #[error(transparent)]
+    Token(VerifyError),
+    /// The nonce signature failed.
+    #[error("{}", nonce_text(.0))]
+    Nonce(#[source] NonceError),
+}
+
+/// Why a provisioning-mode server was refused (§2.6.E).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisioningDenied {
+    /// The provisioning account is not configured.
+    #[error("provisioning account is not set")]
+    NoAccount,
+    /// The provisioning token did not verify.
+    #[error(transparent)]
+    Token(VerifyError),
 }
 
 /// Decides one connection.
@@ -270,15 +399,15 @@ fn provisioner(
     policy: &Policy,
     verifier: &dyn TokenVerifier,
     conn: &Connection<'_>,
-) -> Result<Grant, String> {
+) -> Result<Grant, ProvisionerDenied> {
     let Some(password) = &policy.provisioning_password else {
-        return Err("provisioning user password not enabled".into());
+        return Err(ProvisionerDenied::NotEnabled);
     };
     if conn.pass.is_empty() {
-        return Err("password required".into());
+        return Err(ProvisionerDenied::NoPassword);
     }
     if !constant_eq(conn.pass, password) {
-        return Err("invalid provisioner password supplied".into());
+        return Err(ProvisionerDenied::WrongPassword);
     }
     let grant = Grant {
         account: Account::Provisioning,
@@ -292,20 +421,20 @@ fn provisioner(
         if policy.provisioner_without_token {
             return Ok(grant);
         }
-        return Err("no token provided in connection".into());
+        return Err(ProvisionerDenied::NoToken);
     }
     if claimed_purpose(conn.token) != ClaimedPurpose::Known(Purpose::ClientId) {
-        return Err("client token required".into());
+        return Err(ProvisionerDenied::NotAClientToken);
     }
-    let (client, public_key) = verifier.client(conn.token)?;
+    let (client, public_key) = verifier
+        .client(conn.token)
+        .map_err(ProvisionerDenied::Token)?;
     if !client.permissions.as_ref().is_some_and(|p| p.provisioner) {
-        return Err(format!(
-            "provisioner claim is false in token with caller id '{}'",
-            client.caller
-        ));
+        return Err(ProvisionerDenied::NoProvisionerClaim {
+            caller: client.caller,
+        });
     }
-    verify_nonce(conn, &public_key)
-        .map_err(|e| format!("invalid nonce signature: {}", nonce_text(&e)))?;
+    verify_nonce(conn, &public_key).map_err(ProvisionerDenied::Nonce)?;
     Ok(grant)
 }
 
@@ -313,29 +442,26 @@ fn system(
     policy: &Policy,
     verifier: &dyn TokenVerifier,
     conn: &Connection<'_>,
-) -> Result<Grant, String> {
+) -> Result<Grant, SystemDenied> {
     let Some((user, password)) = &policy.system else {
-        return Err("system user is required".into());
+        return Err(SystemDenied::NotConfigured);
     };
     if conn.tls != TlsState::Verified || conn.listener != Listener::Client {
         if conn.token.is_empty() {
-            return Err("no JWT token received".into());
+            return Err(SystemDenied::NoToken);
         }
         if claimed_purpose(conn.token) != ClaimedPurpose::Known(Purpose::ClientId) {
-            return Err("client token required".into());
+            return Err(SystemDenied::NotAClientToken);
         }
-        let (client, public_key) = verifier
-            .client(conn.token)
-            .map_err(|e| format!("invalid JWT token: {e}"))?;
+        let (client, public_key) = verifier.client(conn.token).map_err(SystemDenied::Token)?;
         let flags = client.permissions.unwrap_or_default();
         if !(flags.system_user || flags.org_admin) {
-            return Err("no system_user or org_admin claim".into());
+            return Err(SystemDenied::NoSystemClaim);
         }
-        verify_nonce(conn, &public_key)
-            .map_err(|e| format!("invalid nonce signature: {}", nonce_text(&e)))?;
+        verify_nonce(conn, &public_key).map_err(SystemDenied::Nonce)?;
     }
     if !(constant_eq(conn.user, user) && constant_eq(conn.pass, password)) {
-        return Err("invalid system credentials".into());
+        return Err(SystemDenied::WrongCredentials);
     }
     Ok(Grant {
         account: Account::System,
@@ -374,8 +500,8 @@ fn default_handler(
     }
     match claimed_purpose(conn.token) {
         ClaimedPurpose::Known(Purpose::ClientId) => {
-            let (client, public_key) = verifier.client(conn.token).map_err(Rejection::Jwt)?;
-            verify_nonce(conn, &public_key).map_err(|e| Rejection::Jwt(nonce_text(&e)))?;
+            let (client, public_key) = verifier.client(conn.token).map_err(JwtDenied::Token)?;
+            verify_nonce(conn, &public_key).map_err(JwtDenied::Nonce)?;
             Ok(Grant {
                 account: Account::Choria,
                 name: client.caller.clone(),
@@ -383,8 +509,8 @@ fn default_handler(
             })
         }
         ClaimedPurpose::Known(Purpose::Server) => {
-            let (server, public_key) = verifier.server(conn.token).map_err(Rejection::Jwt)?;
-            verify_nonce(conn, &public_key).map_err(|e| Rejection::Jwt(nonce_text(&e)))?;
+            let (server, public_key) = verifier.server(conn.token).map_err(JwtDenied::Token)?;
+            verify_nonce(conn, &public_key).map_err(JwtDenied::Nonce)?;
             let permissions = if policy.deny_server_connections {
                 permissions::deny_all()
             } else {
@@ -413,13 +539,11 @@ fn provisioning_server(
         ));
     }
     if policy.provisioning_password.is_none() {
-        return Err(Rejection::Provisioning(
-            "provisioning account is not set".into(),
-        ));
+        return Err(Rejection::Provisioning(ProvisioningDenied::NoAccount));
     }
     verifier
         .provisioning(conn.token)
-        .map_err(Rejection::Provisioning)?;
+        .map_err(|e| Rejection::Provisioning(ProvisioningDenied::Token(e)))?;
     let identity = Some(conn.name).filter(|n| permissions::is_literal_subject_suffix(n));
     let permissions = match identity {
         Some(id) => permissions::provisioning_server(Some(id)),
@@ -460,7 +584,7 @@ fn verify_nonce(conn: &Connection<'_>, public_key: &str) -> Result<(), NonceErro
 }
 
 /// The broker's text for a nonce failure (spec §2.4), which operators search logs for.
-pub fn nonce_text(error: &NonceError) -> String {
+fn nonce_text(error: &NonceError) -> String {
     match error {
         NonceError::MissingSignature => "connection nonce was not signed".into(),
         NonceError::MissingPublicKey => {
@@ -475,6 +599,16 @@ pub fn nonce_text(error: &NonceError) -> String {
             format!("could not verify nonce signature: invalid public key length {n}")
         }
         _ => "nonce signature did not verify using pub key in the jwt".into(),
+    }
+}
+
+fn nonce_rule(error: &NonceError) -> &'static str {
+    match error {
+        NonceError::MissingSignature => "nonce_not_signed",
+        NonceError::MissingPublicKey => "nonce_no_public_key",
+        NonceError::MissingNonce => "nonce_missing",
+        NonceError::SignatureEncoding { .. } => "nonce_encoding",
+        _ => "nonce_mismatch",
     }
 }
 
@@ -750,11 +884,16 @@ mod tests {
         ));
         c.nonce = "nonce123";
         c.pass = "wrong";
+        let refused = decide(&f.policy, &f.verifier, &c).err();
         assert_eq!(
-            decide(&f.policy, &f.verifier, &c).err(),
-            Some(Rejection::Provisioner(
-                "invalid provisioner password supplied".into()
-            ))
+            refused,
+            Some(Rejection::Provisioner(ProvisionerDenied::WrongPassword))
+        );
+        assert_eq!(
+            refused.map(|r| r.to_string()),
+            Some(
+                "provisioning user connection denied: invalid provisioner password supplied".into()
+            )
         );
         // system user over unverified TLS with a system_user JWT
         c.user = "system";
@@ -772,9 +911,14 @@ mod tests {
             Ok(Account::System)
         );
         verified.pass = "nope";
+        let refused = decide(&f.policy, &f.verifier, &verified).err();
         assert_eq!(
-            decide(&f.policy, &f.verifier, &verified).err(),
-            Some(Rejection::System("invalid system credentials".into()))
+            refused,
+            Some(Rejection::System(SystemDenied::WrongCredentials))
+        );
+        assert_eq!(
+            refused.map(|r| r.to_string()),
+            Some("system user denied: invalid system credentials".into())
         );
     }
 

@@ -49,7 +49,7 @@ impl fmt::Display for KeyKind {
 }
 
 /// Everything that can go wrong creating, signing, parsing or verifying a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
     /// The token is larger than [`MAX_TOKEN_SIZE`]; it was not decoded.
