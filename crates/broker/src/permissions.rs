@@ -2,6 +2,7 @@
 //! The authorization service turns the result into the `pub`/`sub` lists of a NATS user JWT.
 
 use choria_protocol::subjects::{md5_hex, sha256_hex};
+use choria_tokens::{ClientPermissions, ServerPermissions};
 use serde::Serialize;
 
 /// Allow and deny lists for one direction (publish or subscribe).
@@ -69,19 +70,6 @@ impl Account {
     }
 }
 
-/// Server token permission flags that change broker ACLs (spec §3.3).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerFlags {
-    /// `submission`: may publish `c.submission.in.>`.
-    pub submission: bool,
-    /// `streams`: may use Choria Streams.
-    pub streams: bool,
-    /// `governor`: with `streams`, may publish `c.governor.*`.
-    pub governor: bool,
-    /// `service_host`: may subscribe `c.broadcast.service.>`.
-    pub service_host: bool,
-}
-
 /// The parts of a verified server token the broker needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerGrant {
@@ -93,33 +81,9 @@ pub struct ServerGrant {
     pub ou: String,
     /// Claim `pub_subjects`.
     pub pub_subjects: Vec<String>,
-    /// Claim `permissions`, if present.
-    pub permissions: Option<ServerFlags>,
-}
-
-/// Client token permission flags that change broker ACLs (spec §3.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientFlags {
-    /// `streams_admin`.
-    pub streams_admin: bool,
-    /// `streams_user`.
-    pub streams_user: bool,
-    /// `events_viewer`.
-    pub events_viewer: bool,
-    /// `election_user`.
-    pub election_user: bool,
-    /// `system_user` (no ACL effect; used for the system account).
-    pub system_user: bool,
-    /// `governor`.
-    pub governor: bool,
-    /// `org_admin`: everything.
-    pub org_admin: bool,
-    /// `fleet_management`.
-    pub fleet_management: bool,
-    /// `signed_fleet_management`.
-    pub signed_fleet_management: bool,
-    /// `provisioner` (no ACL effect; admits the provisioner user).
-    pub provisioner: bool,
+    /// Claim `permissions`, if present (spec §3.3: `submission`, `streams`, `governor` and
+    /// `service_host` change the ACLs).
+    pub permissions: Option<ServerPermissions>,
 }
 
 /// The parts of a verified client token the broker needs.
@@ -133,8 +97,9 @@ pub struct ClientGrant {
     pub pub_subjects: Vec<String>,
     /// Claim `sub_subjects`.
     pub sub_subjects: Vec<String>,
-    /// Claim `permissions`, if present.
-    pub permissions: Option<ClientFlags>,
+    /// Claim `permissions`, if present (spec §3.2; `system_user` and `provisioner` have no
+    /// ACL effect, they admit the system and provisioner users).
+    pub permissions: Option<ClientPermissions>,
 }
 
 /// The four provisioning broadcast subjects every provisioning-mode server listens on.
@@ -511,7 +476,7 @@ mod tests {
             collectives: vec!["mcollective".into()],
             ou: "other".into(),
             pub_subjects: vec!["custom.publish.subject".into()],
-            permissions: Some(ServerFlags {
+            permissions: Some(ServerPermissions {
                 submission: true,
                 streams: true,
                 governor: true,
@@ -556,7 +521,7 @@ mod tests {
         let grant = ClientGrant {
             caller: String::new(),
             ou: "choria".into(),
-            permissions: Some(ClientFlags {
+            permissions: Some(ClientPermissions {
                 fleet_management: true,
                 ..Default::default()
             }),
@@ -579,7 +544,7 @@ mod tests {
     #[test]
     fn election_user_in_provisioning_uses_the_imports() {
         let grant = ClientGrant {
-            permissions: Some(ClientFlags {
+            permissions: Some(ClientPermissions {
                 election_user: true,
                 events_viewer: true,
                 ..Default::default()
@@ -594,7 +559,7 @@ mod tests {
     #[test]
     fn org_admin_gets_everything() {
         let grant = ClientGrant {
-            permissions: Some(ClientFlags {
+            permissions: Some(ClientPermissions {
                 org_admin: true,
                 ..Default::default()
             }),

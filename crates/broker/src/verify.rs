@@ -13,7 +13,7 @@ use choria_tokens::{
 };
 
 use crate::decision::{ProvisioningFacts, TokenVerifier};
-use crate::permissions::{ClientFlags, ClientGrant, ServerFlags, ServerGrant};
+use crate::permissions::{ClientGrant, ServerGrant};
 use crate::settings::{BrokerSettings, SettingsError};
 
 /// Why a token did not verify against the broker's trust anchors (spec §2.3). Messages are
@@ -388,58 +388,44 @@ fn server_grant(claims: ServerClaims) -> Result<(ServerGrant, String), VerifyErr
     if claims.identity.is_empty() {
         return Err(VerifyError::NoIdentity);
     }
-    if claims.standard.public_key.is_empty() {
-        return Err(VerifyError::NoPublicKey);
-    }
     let grant = ServerGrant {
         identity: claims.identity,
         collectives: claims.collectives,
-        ou: if claims.ou.is_empty() {
-            "choria".into()
-        } else {
-            claims.ou
-        },
+        ou: ou_or_default(claims.ou),
         pub_subjects: claims.pub_subjects,
-        permissions: claims.permissions.map(|p| ServerFlags {
-            submission: p.submission,
-            streams: p.streams,
-            governor: p.governor,
-            service_host: p.service_host,
-        }),
+        permissions: claims.permissions,
     };
-    Ok((grant, claims.standard.public_key))
+    with_public_key(grant, claims.standard.public_key)
 }
 
 fn client_grant(claims: ClientIdClaims) -> Result<(ClientGrant, String), VerifyError> {
     if claims.callerid.is_empty() {
         return Err(VerifyError::NoCallerId);
     }
-    if claims.standard.public_key.is_empty() {
-        return Err(VerifyError::NoPublicKey);
-    }
     let grant = ClientGrant {
         caller: claims.callerid,
-        ou: if claims.ou.is_empty() {
-            "choria".into()
-        } else {
-            claims.ou
-        },
+        ou: ou_or_default(claims.ou),
         pub_subjects: claims.pub_subjects,
         sub_subjects: claims.sub_subjects,
-        permissions: claims.permissions.map(|p| ClientFlags {
-            streams_admin: p.streams_admin,
-            streams_user: p.streams_user,
-            events_viewer: p.events_viewer,
-            election_user: p.election_user,
-            system_user: p.system_user,
-            governor: p.governor,
-            org_admin: p.org_admin,
-            fleet_management: p.fleet_management,
-            signed_fleet_management: p.signed_fleet_management,
-            provisioner: p.provisioner,
-        }),
+        permissions: claims.permissions,
     };
-    Ok((grant, claims.standard.public_key))
+    with_public_key(grant, claims.standard.public_key)
+}
+
+/// The holder's key is what the nonce is checked against: a token without one is refused.
+fn with_public_key<G>(grant: G, public_key: String) -> Result<(G, String), VerifyError> {
+    if public_key.is_empty() {
+        return Err(VerifyError::NoPublicKey);
+    }
+    Ok((grant, public_key))
+}
+
+fn ou_or_default(ou: String) -> String {
+    if ou.is_empty() {
+        choria_tokens::DEFAULT_ORG.into()
+    } else {
+        ou
+    }
 }
 
 fn load_signers(key: &str, entries: &[String]) -> Vec<PublicKey> {
