@@ -738,6 +738,13 @@ mod tests {
         sign_token(&claims, &SigningKey::Ed25519(org.clone())).expect("sign")
     }
 
+    /// The refusal is `want`, and its logged text is still `text`.
+    fn assert_refusal(got: Result<Grant, Rejection>, want: Rejection, text: &str) {
+        let got = got.err();
+        assert_eq!(got.as_ref(), Some(&want));
+        assert_eq!(got.map(|r| r.to_string()).as_deref(), Some(text));
+    }
+
     fn conn<'a>(token: &'a str, tls: TlsState) -> Connection<'a> {
         Connection {
             remote: "192.0.2.1",
@@ -884,16 +891,10 @@ mod tests {
         ));
         c.nonce = "nonce123";
         c.pass = "wrong";
-        let refused = decide(&f.policy, &f.verifier, &c).err();
-        assert_eq!(
-            refused,
-            Some(Rejection::Provisioner(ProvisionerDenied::WrongPassword))
-        );
-        assert_eq!(
-            refused.map(|r| r.to_string()),
-            Some(
-                "provisioning user connection denied: invalid provisioner password supplied".into()
-            )
+        assert_refusal(
+            decide(&f.policy, &f.verifier, &c),
+            Rejection::Provisioner(ProvisionerDenied::WrongPassword),
+            "provisioning user connection denied: invalid provisioner password supplied",
         );
         // system user over unverified TLS with a system_user JWT
         c.user = "system";
@@ -911,14 +912,10 @@ mod tests {
             Ok(Account::System)
         );
         verified.pass = "nope";
-        let refused = decide(&f.policy, &f.verifier, &verified).err();
-        assert_eq!(
-            refused,
-            Some(Rejection::System(SystemDenied::WrongCredentials))
-        );
-        assert_eq!(
-            refused.map(|r| r.to_string()),
-            Some("system user denied: invalid system credentials".into())
+        assert_refusal(
+            decide(&f.policy, &f.verifier, &verified),
+            Rejection::System(SystemDenied::WrongCredentials),
+            "system user denied: invalid system credentials",
         );
     }
 

@@ -57,28 +57,25 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
         "purpose": "choria_client_id", "callerid": "up=typed", "public_key": seed.public_key_hex(),
         "permissions": "all of them", "exp": 4102444800i64
     });
-    let mistyped = sign_payload(
-        payload.to_string().as_bytes(),
-        &SigningKey::Ed25519(site.org_issuer.clone()),
-    )
-    .expect("sign");
+    let signed_by_org = |payload: serde_json::Value| {
+        sign_payload(
+            payload.to_string().as_bytes(),
+            &SigningKey::Ed25519(site.org_issuer.clone()),
+        )
+        .expect("sign")
+    };
     assert_refused_by(
         &site,
-        with_token(mistyped),
+        with_token(signed_by_org(payload)),
         "mistyped",
         "jwt",
         "issuer_refused",
     )
     .await;
     let payload = serde_json::json!({"purpose": "choria_server", "identity": 7, "collectives": "c1", "public_key": seed.public_key_hex()});
-    let mistyped = sign_payload(
-        payload.to_string().as_bytes(),
-        &SigningKey::Ed25519(site.org_issuer.clone()),
-    )
-    .expect("sign");
     assert_refused_by(
         &site,
-        with_token(mistyped),
+        with_token(signed_by_org(payload)),
         "mistyped-server",
         "jwt",
         "issuer_refused",
