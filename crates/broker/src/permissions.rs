@@ -198,7 +198,7 @@ pub fn server_claims(grant: &ServerGrant, fips: bool) -> Permissions {
     if grant.collectives.is_empty() {
         return deny_all();
     }
-    let flags = grant.permissions.clone().unwrap_or_default();
+    let flags = grant.permissions.unwrap_or_default();
     let mut publish = strings(&[
         "choria.lifecycle.>",
         "choria.machine.transition",
