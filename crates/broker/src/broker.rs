@@ -56,9 +56,26 @@ pub enum BrokerError {
     /// The listen address does not resolve.
     #[error("cannot dial {0}: {1}")]
     Address(String, String),
-    /// The authorization service could not connect or subscribe.
+    /// The authorization service could not subscribe.
     #[error("authorization service: {0}")]
-    Service(String),
+    Service(#[from] callout::ServiceError),
+    /// The generated service nkey has no usable seed.
+    #[error("authorization service: could not read the service nkey seed: {0}")]
+    ServiceSeed(#[source] nkeys::error::Error),
+    /// The authorization service could not connect (async-nats' error, with its kind).
+    #[error("authorization service: could not connect: {0}")]
+    ServiceConnect(#[source] async_nats::ConnectError),
+    /// The stream manager could not connect (async-nats' error, with its kind).
+    #[error("authorization service: stream manager could not connect: {0}")]
+    StreamsConnect(#[source] async_nats::ConnectError),
+    /// The authorization service did not get a connection in time.
+    #[error("authorization service: could not connect within {waited:?}; nats-server log:\n{log}")]
+    ConnectTimeout {
+        /// How long it tried.
+        waited: Duration,
+        /// The end of the nats-server log.
+        log: String,
+    },
     /// The broker did not admit the readiness probe in time.
     #[error("the authorization service did not answer within {waited:?}: {last_error}")]
     NotReady {
@@ -201,9 +218,9 @@ impl Broker {
             identity,
         };
         let service_options = tls.apply(
-            async_nats::ConnectOptions::with_nkey(service_user.seed().map_err(|e| {
-                BrokerError::Service(format!("could not read the service nkey seed: {e}"))
-            })?)
+            async_nats::ConnectOptions::with_nkey(
+                service_user.seed().map_err(BrokerError::ServiceSeed)?,
+            )
             .name("choria_broker_auth_service")
             .retry_on_initial_connect()
             .max_reconnects(None),
@@ -211,12 +228,12 @@ impl Broker {
         let service_client =
             match tokio::time::timeout(READY_TIMEOUT, service_options.connect(&client_url)).await {
                 Ok(Ok(client)) => client,
-                Ok(Err(e)) => return Err(BrokerError::Service(format!("could not connect: {e}"))),
+                Ok(Err(source)) => return Err(BrokerError::ServiceConnect(source)),
                 Err(_) => {
-                    return Err(BrokerError::Service(format!(
-                        "could not connect within {READY_TIMEOUT:?}; nats-server log:\n{}",
-                        nats_server::read_tail(&log_path, 4096)
-                    )))
+                    return Err(BrokerError::ConnectTimeout {
+                        waited: READY_TIMEOUT,
+                        log: nats_server::read_tail(&log_path, 4096),
+                    })
                 }
             };
         let service = Arc::new(AuthService {
@@ -243,8 +260,7 @@ impl Broker {
             settings.auth_concurrency,
             cancel.clone(),
         )
-        .await
-        .map_err(|e| BrokerError::Service(e.to_string()))?;
+        .await?;
         tasks.push(tokio::spawn(service_loop));
 
         let mut running = RunningBroker {
@@ -378,7 +394,7 @@ impl RunningBroker {
             .connection_timeout(Duration::from_secs(10))
             .connect(&self.client_url)
             .await
-            .map_err(|e| BrokerError::Service(format!("stream manager could not connect: {e}")))?;
+            .map_err(BrokerError::StreamsConnect)?;
         let result = streams::ensure(&client, settings).await;
         let _ = client.drain().await;
         Ok(result?)

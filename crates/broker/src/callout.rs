@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::decision::{decide, Connection, Policy, TokenVerifier};
-use crate::metrics::{DecisionLabels, Metrics};
+use crate::metrics::{DecisionLabels, Metrics, RefusalLabels};
 use crate::natsjwt::{decode_request, encode_response, AuthorizationRequest};
 
 /// The subject nats-server sends authorization requests to.
@@ -84,6 +84,13 @@ impl AuthService {
                     reason = %rejection,
                     "authorization denied"
                 );
+                self.metrics
+                    .refusals
+                    .get_or_create(&RefusalLabels {
+                        reason: rejection.label().to_string(),
+                        rule: rejection.rule().to_string(),
+                    })
+                    .inc();
                 (rejection.label().to_string(), String::new())
             }
         };
@@ -113,12 +120,15 @@ impl AuthService {
     }
 }
 
-/// Errors starting the service loop.
+/// Errors starting the service loop, with async-nats' error kind.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// Subscribing failed.
     #[error("could not subscribe to {AUTH_SUBJECT}: {0}")]
-    Subscribe(String),
+    Subscribe(#[source] async_nats::SubscribeError),
+    /// The subscription could not be flushed to the server.
+    #[error("could not subscribe to {AUTH_SUBJECT}: {0}")]
+    Flush(#[source] async_nats::client::FlushError),
 }
 
 /// Subscribes and returns the loop future; the subscription is active when this returns.
@@ -131,11 +141,8 @@ pub async fn start(
     let mut subscription = client
         .queue_subscribe(AUTH_SUBJECT, QUEUE_GROUP.to_string())
         .await
-        .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
+        .map_err(ServiceError::Subscribe)?;
+    client.flush().await.map_err(ServiceError::Flush)?;
     Ok(async move {
         let limit = Arc::new(Semaphore::new(concurrency.max(1)));
         loop {
@@ -220,6 +227,7 @@ mod tests {
             "a fresh request is answered (here with a refusal: it has no token)"
         );
         assert_eq!(service.metrics.stale.get(), 0);
+        assert_eq!(service.metrics.refused("no_token", "no_token"), 1);
         assert!(service
             .handle(request_issued_at(&server, now - 60).as_bytes())
             .is_none());

@@ -1,11 +1,11 @@
 //! The Choria authorization decision (spec §2.5–2.7) as a pure function from a typed
 //! connection to a grant or a rejection; the callout service is only the shell around it.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use choria_tokens::{claimed_purpose, ClaimedPurpose, NonceError, Purpose, SignatureEncoding};
 
 use crate::natsjwt::{AuthorizationRequest, Grant};
 use crate::permissions::{self, Account, ClientGrant, Permissions, ServerGrant};
+use crate::verify::VerifyError;
 
 /// Tokens larger than this are rejected before any parsing (real Choria JWTs are ~1–3 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -111,14 +111,14 @@ pub struct ProvisioningFacts {
 }
 
 /// Verifies Choria tokens against the configured signers and issuers (spec §2.3).
-/// Errors are operator-readable reasons; they never contain the token.
+/// Errors never contain the token.
 pub trait TokenVerifier: Send + Sync {
     /// A provisioning token (`choria_provisioning`).
-    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, String>;
+    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, VerifyError>;
     /// A server token; returns the grant and the holder's hex ed25519 public key.
-    fn server(&self, token: &str) -> Result<(ServerGrant, String), String>;
+    fn server(&self, token: &str) -> Result<(ServerGrant, String), VerifyError>;
     /// A client token; returns the grant, the permission flags and the holder's public key.
-    fn client(&self, token: &str) -> Result<(ClientGrant, String), String>;
+    fn client(&self, token: &str) -> Result<(ClientGrant, String), VerifyError>;
 }
 
 /// Broker-wide authorization settings (derived from [`crate::BrokerSettings`]).
@@ -159,8 +159,9 @@ impl std::fmt::Debug for Policy {
     }
 }
 
-/// Why a connection was refused; `Display` is the logged reason (never a secret).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a connection was refused; `Display` is the logged reason (never a secret),
+/// [`Rejection::label`] the metric label and [`Rejection::rule`] the exact rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
     /// Plain TCP on a TLS broker.
@@ -177,14 +178,14 @@ pub enum Rejection {
     TokenTooLarge(usize),
     /// The provisioner user was refused (§2.6.A).
     #[error("provisioning user connection denied: {0}")]
-    Provisioner(String),
+    Provisioner(#[source] ProvisionerDenied),
     /// The system user was refused (§2.6.B/C).
     #[error("system user denied: {0}")]
-    System(String),
+    System(#[source] SystemDenied),
     /// A client or server JWT failed (§2.6.D).
     #[error("invalid nonce signature or jwt token: {0}")]
-    Jwt(String),
-    /// A token purpose we do not handle here.
+    Jwt(#[from] JwtDenied),
+    /// A token purpose we do not handle here (the claim as sent).
     #[error("do not know how to handle {0:?} purpose token")]
     UnknownPurpose(String),
     /// No token and no verified certificate.
@@ -192,7 +193,7 @@ pub enum Rejection {
     NoToken,
     /// A provisioning-mode server was refused (§2.6.E).
     #[error("provisioning server denied: {0}")]
-    Provisioning(String),
+    Provisioning(#[source] ProvisioningDenied),
     /// Verified mTLS without a JWT in issuer mode.
     #[error("unknown connection received in issuer mode")]
     IssuerModeUnknown,
@@ -219,6 +220,133 @@ impl Rejection {
             Rejection::Probe => "probe",
         }
     }
+
+    /// The rule within [`Rejection::label`] that refused the connection (the `rule` label of
+    /// `choria_broker_auth_refusals`); the label itself when there is only one.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Rejection::Provisioner(denied) => denied.as_str(),
+            Rejection::System(denied) => denied.as_str(),
+            Rejection::Jwt(JwtDenied::Token(e))
+            | Rejection::Provisioning(ProvisioningDenied::Token(e)) => e.as_str(),
+            Rejection::Jwt(JwtDenied::Nonce(e)) => nonce_rule(e),
+            Rejection::Provisioning(ProvisioningDenied::NoAccount) => "no_account",
+            other => other.label(),
+        }
+    }
+}
+
+/// Why the provisioner user was refused (§2.6.A).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisionerDenied {
+    /// `provisioning.client_password` is not set.
+    #[error("provisioning user password not enabled")]
+    NotEnabled,
+    /// No password in CONNECT.
+    #[error("password required")]
+    NoPassword,
+    /// The password does not match.
+    #[error("invalid provisioner password supplied")]
+    WrongPassword,
+    /// No token, and connections without one are not allowed.
+    #[error("no token provided in connection")]
+    NoToken,
+    /// The token is not a client token.
+    #[error("client token required")]
+    NotAClientToken,
+    /// The client token did not verify.
+    #[error(transparent)]
+    Token(VerifyError),
+    /// The client token lacks the `provisioner` permission.
+    #[error("provisioner claim is false in token with caller id '{caller}'")]
+    NoProvisionerClaim {
+        /// The token's caller id.
+        caller: String,
+    },
+    /// The nonce signature failed.
+    #[error("invalid nonce signature: {}", nonce_text(.0))]
+    Nonce(#[source] NonceError),
+}
+
+impl ProvisionerDenied {
+    fn as_str(&self) -> &'static str {
+        match self {
+            ProvisionerDenied::NotEnabled => "not_enabled",
+            ProvisionerDenied::NoPassword => "no_password",
+            ProvisionerDenied::WrongPassword => "wrong_password",
+            ProvisionerDenied::NoToken => "no_token",
+            ProvisionerDenied::NotAClientToken => "not_a_client_token",
+            ProvisionerDenied::Token(e) => e.as_str(),
+            ProvisionerDenied::NoProvisionerClaim { .. } => "no_provisioner_claim",
+            ProvisionerDenied::Nonce(e) => nonce_rule(e),
+        }
+    }
+}
+
+/// Why the system user was refused (§2.6.B/C).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SystemDenied {
+    /// No system user is configured.
+    #[error("system user is required")]
+    NotConfigured,
+    /// No token over an unverified connection.
+    #[error("no JWT token received")]
+    NoToken,
+    /// The token is not a client token.
+    #[error("client token required")]
+    NotAClientToken,
+    /// The client token did not verify.
+    #[error("invalid JWT token: {0}")]
+    Token(#[source] VerifyError),
+    /// The client token has neither `system_user` nor `org_admin`.
+    #[error("no system_user or org_admin claim")]
+    NoSystemClaim,
+    /// The nonce signature failed.
+    #[error("invalid nonce signature: {}", nonce_text(.0))]
+    Nonce(#[source] NonceError),
+    /// User or password do not match.
+    #[error("invalid system credentials")]
+    WrongCredentials,
+}
+
+impl SystemDenied {
+    fn as_str(&self) -> &'static str {
+        match self {
+            SystemDenied::NotConfigured => "not_configured",
+            SystemDenied::NoToken => "no_token",
+            SystemDenied::NotAClientToken => "not_a_client_token",
+            SystemDenied::Token(e) => e.as_str(),
+            SystemDenied::NoSystemClaim => "no_system_claim",
+            SystemDenied::Nonce(e) => nonce_rule(e),
+            SystemDenied::WrongCredentials => "wrong_credentials",
+        }
+    }
+}
+
+/// Why a client or server JWT connection was refused (§2.6.D).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtDenied {
+    /// The token did not verify.
+    #[error(transparent)]
+    Token(VerifyError),
+    /// The nonce signature failed.
+    #[error("{}", nonce_text(.0))]
+    Nonce(#[source] NonceError),
+}
+
+/// Why a provisioning-mode server was refused (§2.6.E).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisioningDenied {
+    /// The provisioning account is not configured.
+    #[error("provisioning account is not set")]
+    NoAccount,
+    /// The provisioning token did not verify.
+    #[error(transparent)]
+    Token(VerifyError),
 }
 
 /// Decides one connection.
@@ -271,15 +399,15 @@ fn provisioner(
     policy: &Policy,
     verifier: &dyn TokenVerifier,
     conn: &Connection<'_>,
-) -> Result<Grant, String> {
+) -> Result<Grant, ProvisionerDenied> {
     let Some(password) = &policy.provisioning_password else {
-        return Err("provisioning user password not enabled".into());
+        return Err(ProvisionerDenied::NotEnabled);
     };
     if conn.pass.is_empty() {
-        return Err("password required".into());
+        return Err(ProvisionerDenied::NoPassword);
     }
     if !constant_eq(conn.pass, password) {
-        return Err("invalid provisioner password supplied".into());
+        return Err(ProvisionerDenied::WrongPassword);
     }
     let grant = Grant {
         account: Account::Provisioning,
@@ -293,20 +421,20 @@ fn provisioner(
         if policy.provisioner_without_token {
             return Ok(grant);
         }
-        return Err("no token provided in connection".into());
+        return Err(ProvisionerDenied::NoToken);
     }
-    if unverified_purpose(conn.token) != "choria_client_id" {
-        return Err("client token required".into());
+    if claimed_purpose(conn.token) != ClaimedPurpose::Known(Purpose::ClientId) {
+        return Err(ProvisionerDenied::NotAClientToken);
     }
-    let (client, public_key) = verifier.client(conn.token)?;
+    let (client, public_key) = verifier
+        .client(conn.token)
+        .map_err(ProvisionerDenied::Token)?;
     if !client.permissions.as_ref().is_some_and(|p| p.provisioner) {
-        return Err(format!(
-            "provisioner claim is false in token with caller id '{}'",
-            client.caller
-        ));
+        return Err(ProvisionerDenied::NoProvisionerClaim {
+            caller: client.caller,
+        });
     }
-    verify_nonce(conn.nonce, conn.sig, &public_key)
-        .map_err(|e| format!("invalid nonce signature: {e}"))?;
+    verify_nonce(conn, &public_key).map_err(ProvisionerDenied::Nonce)?;
     Ok(grant)
 }
 
@@ -314,29 +442,26 @@ fn system(
     policy: &Policy,
     verifier: &dyn TokenVerifier,
     conn: &Connection<'_>,
-) -> Result<Grant, String> {
+) -> Result<Grant, SystemDenied> {
     let Some((user, password)) = &policy.system else {
-        return Err("system user is required".into());
+        return Err(SystemDenied::NotConfigured);
     };
     if conn.tls != TlsState::Verified || conn.listener != Listener::Client {
         if conn.token.is_empty() {
-            return Err("no JWT token received".into());
+            return Err(SystemDenied::NoToken);
         }
-        if unverified_purpose(conn.token) != "choria_client_id" {
-            return Err("client token required".into());
+        if claimed_purpose(conn.token) != ClaimedPurpose::Known(Purpose::ClientId) {
+            return Err(SystemDenied::NotAClientToken);
         }
-        let (client, public_key) = verifier
-            .client(conn.token)
-            .map_err(|e| format!("invalid JWT token: {e}"))?;
+        let (client, public_key) = verifier.client(conn.token).map_err(SystemDenied::Token)?;
         let flags = client.permissions.unwrap_or_default();
         if !(flags.system_user || flags.org_admin) {
-            return Err("no system_user or org_admin claim".into());
+            return Err(SystemDenied::NoSystemClaim);
         }
-        verify_nonce(conn.nonce, conn.sig, &public_key)
-            .map_err(|e| format!("invalid nonce signature: {e}"))?;
+        verify_nonce(conn, &public_key).map_err(SystemDenied::Nonce)?;
     }
     if !(constant_eq(conn.user, user) && constant_eq(conn.pass, password)) {
-        return Err("invalid system credentials".into());
+        return Err(SystemDenied::WrongCredentials);
     }
     Ok(Grant {
         account: Account::System,
@@ -373,19 +498,19 @@ fn default_handler(
         }
         return Err(Rejection::NoToken);
     }
-    match unverified_purpose(conn.token).as_str() {
-        "choria_client_id" => {
-            let (client, public_key) = verifier.client(conn.token).map_err(Rejection::Jwt)?;
-            verify_nonce(conn.nonce, conn.sig, &public_key).map_err(Rejection::Jwt)?;
+    match claimed_purpose(conn.token) {
+        ClaimedPurpose::Known(Purpose::ClientId) => {
+            let (client, public_key) = verifier.client(conn.token).map_err(JwtDenied::Token)?;
+            verify_nonce(conn, &public_key).map_err(JwtDenied::Nonce)?;
             Ok(Grant {
                 account: Account::Choria,
                 name: client.caller.clone(),
                 permissions: permissions::client_claims(&client, Account::Choria, policy.fips),
             })
         }
-        "choria_server" => {
-            let (server, public_key) = verifier.server(conn.token).map_err(Rejection::Jwt)?;
-            verify_nonce(conn.nonce, conn.sig, &public_key).map_err(Rejection::Jwt)?;
+        ClaimedPurpose::Known(Purpose::Server) => {
+            let (server, public_key) = verifier.server(conn.token).map_err(JwtDenied::Token)?;
+            verify_nonce(conn, &public_key).map_err(JwtDenied::Nonce)?;
             let permissions = if policy.deny_server_connections {
                 permissions::deny_all()
             } else {
@@ -397,8 +522,9 @@ fn default_handler(
                 permissions,
             })
         }
-        "choria_provisioning" => provisioning_server(policy, verifier, conn),
-        other => Err(Rejection::UnknownPurpose(other.to_string())),
+        ClaimedPurpose::Known(Purpose::Provisioning) => provisioning_server(policy, verifier, conn),
+        ClaimedPurpose::Known(Purpose::Unknown) => Err(Rejection::UnknownPurpose(String::new())),
+        ClaimedPurpose::Other(other) => Err(Rejection::UnknownPurpose(other)),
     }
 }
 
@@ -408,16 +534,16 @@ fn provisioning_server(
     conn: &Connection<'_>,
 ) -> Result<Grant, Rejection> {
     if conn.tls == TlsState::Verified && conn.listener == Listener::Client {
-        return Err(Rejection::UnknownPurpose("choria_provisioning".into()));
+        return Err(Rejection::UnknownPurpose(
+            Purpose::Provisioning.as_str().into(),
+        ));
     }
     if policy.provisioning_password.is_none() {
-        return Err(Rejection::Provisioning(
-            "provisioning account is not set".into(),
-        ));
+        return Err(Rejection::Provisioning(ProvisioningDenied::NoAccount));
     }
     verifier
         .provisioning(conn.token)
-        .map_err(Rejection::Provisioning)?;
+        .map_err(|e| Rejection::Provisioning(ProvisioningDenied::Token(e)))?;
     let identity = Some(conn.name).filter(|n| permissions::is_literal_subject_suffix(n));
     let permissions = match identity {
         Some(id) => permissions::provisioning_server(Some(id)),
@@ -446,60 +572,44 @@ fn provisioning_server(
     })
 }
 
-/// The token purpose read without verification (spec §1.2): `purpose`, or
-/// `choria_provisioning` when it is empty and `sub` says so; `""` on any parse failure.
-pub fn unverified_purpose(token: &str) -> String {
-    let Some(payload) = token.split('.').nth(1) else {
-        return String::new();
-    };
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
-        return String::new();
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return String::new();
-    };
-    let purpose = value.get("purpose").and_then(|p| p.as_str()).unwrap_or("");
-    if purpose.is_empty()
-        && value.get("sub").and_then(|s| s.as_str()) == Some("choria_provisioning")
-    {
-        return "choria_provisioning".into();
-    }
-    purpose.to_string()
+/// Verifies the ed25519 signature of the connection nonce (spec §2.4): `sig` is base64url
+/// without padding, the key is the hex `public_key` of the verified JWT.
+fn verify_nonce(conn: &Connection<'_>, public_key: &str) -> Result<(), NonceError> {
+    choria_tokens::verify_nonce(
+        public_key,
+        conn.nonce.as_bytes(),
+        conn.sig,
+        SignatureEncoding::Base64Url,
+    )
 }
 
-/// Verifies the ed25519 signature of the connection nonce (spec §2.4), with its error texts.
-pub fn verify_nonce(nonce: &str, sig: &str, public_key_hex: &str) -> Result<(), String> {
-    if sig.is_empty() {
-        return Err("connection nonce was not signed".into());
+/// The broker's text for a nonce failure (spec §2.4), which operators search logs for.
+fn nonce_text(error: &NonceError) -> String {
+    match error {
+        NonceError::MissingSignature => "connection nonce was not signed".into(),
+        NonceError::MissingPublicKey => {
+            "no public key found in the JWT to verify nonce signature".into()
+        }
+        NonceError::MissingNonce => "server did not generate a nonce to verify".into(),
+        NonceError::PublicKeyNotHex(_) => "invalid nonce signature".into(),
+        NonceError::SignatureEncoding { reason, .. } => {
+            format!("invalid url encoded signature: {reason}")
+        }
+        NonceError::PublicKeyLength(n) => {
+            format!("could not verify nonce signature: invalid public key length {n}")
+        }
+        _ => "nonce signature did not verify using pub key in the jwt".into(),
     }
-    if public_key_hex.is_empty() {
-        return Err("no public key found in the JWT to verify nonce signature".into());
+}
+
+fn nonce_rule(error: &NonceError) -> &'static str {
+    match error {
+        NonceError::MissingSignature => "nonce_not_signed",
+        NonceError::MissingPublicKey => "nonce_no_public_key",
+        NonceError::MissingNonce => "nonce_missing",
+        NonceError::SignatureEncoding { .. } => "nonce_encoding",
+        _ => "nonce_mismatch",
     }
-    if nonce.is_empty() {
-        return Err("server did not generate a nonce to verify".into());
-    }
-    let key = hex::decode(public_key_hex).map_err(|_| "invalid nonce signature".to_string())?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|e| format!("invalid url encoded signature: {e}"))?;
-    let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
-        format!(
-            "could not verify nonce signature: invalid public key length {}",
-            key.len()
-        )
-    })?;
-    let Ok(signature) = <[u8; 64]>::try_from(signature.as_slice()) else {
-        return Err("nonce signature did not verify using pub key in the jwt".into());
-    };
-    let Ok(verifying) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
-        return Err("nonce signature did not verify using pub key in the jwt".into());
-    };
-    verifying
-        .verify_strict(
-            nonce.as_bytes(),
-            &ed25519_dalek::Signature::from_bytes(&signature),
-        )
-        .map_err(|_| "nonce signature did not verify using pub key in the jwt".to_string())
 }
 
 fn constant_eq(a: &str, b: &str) -> bool {
@@ -530,45 +640,36 @@ mod tests {
     #[test]
     fn nonce_vector_verifies_and_failures_use_spec_texts() {
         let key = other_public();
-        assert_eq!(verify_nonce("toomanysecrets", NONCE_SIG, &key), Ok(()));
+        let check = |nonce: &'static str, sig: &'static str, key: &str| {
+            let mut c = conn("", TlsState::Unverified);
+            c.nonce = nonce;
+            c.sig = sig;
+            verify_nonce(&c, key).map_err(|e| nonce_text(&e))
+        };
+        assert_eq!(check("toomanysecrets", NONCE_SIG, &key), Ok(()));
         assert_eq!(
-            verify_nonce("toomanysecretz", NONCE_SIG, &key),
+            check("toomanysecretz", NONCE_SIG, &key),
             Err("nonce signature did not verify using pub key in the jwt".into())
         );
         assert_eq!(
-            verify_nonce("n", "", &key),
+            check("n", "", &key),
             Err("connection nonce was not signed".into())
         );
         assert_eq!(
-            verify_nonce("n", "x", ""),
+            check("n", "x", ""),
             Err("no public key found in the JWT to verify nonce signature".into())
         );
         assert_eq!(
-            verify_nonce("", "x", &key),
+            check("", "x", &key),
             Err("server did not generate a nonce to verify".into())
         );
-        assert!(verify_nonce("n", "x", &key)
+        assert!(check("n", "x", &key)
             .expect_err("bad b64")
             .starts_with("invalid url encoded signature"));
         assert_eq!(
-            verify_nonce("n", NONCE_SIG, &"ab".repeat(64)),
+            check("n", NONCE_SIG, &"ab".repeat(64)),
             Err("could not verify nonce signature: invalid public key length 64".into())
         );
-    }
-
-    #[test]
-    fn purpose_comes_from_purpose_or_sub() {
-        let enc = |v: &str| format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(v));
-        assert_eq!(
-            unverified_purpose(&enc(r#"{"purpose":"choria_server"}"#)),
-            "choria_server"
-        );
-        assert_eq!(
-            unverified_purpose(&enc(r#"{"sub":"choria_provisioning"}"#)),
-            "choria_provisioning"
-        );
-        assert_eq!(unverified_purpose(&enc(r#"{"purpose":7}"#)), "");
-        assert_eq!(unverified_purpose("garbage"), "");
     }
 
     use crate::verify::ChoriaVerifier;
@@ -635,6 +736,13 @@ mod tests {
         )
         .expect("claims");
         sign_token(&claims, &SigningKey::Ed25519(org.clone())).expect("sign")
+    }
+
+    /// The refusal is `want`, and its logged text is still `text`.
+    fn assert_refusal(got: Result<Grant, Rejection>, want: Rejection, text: &str) {
+        let got = got.err();
+        assert_eq!(got.as_ref(), Some(&want));
+        assert_eq!(got.map(|r| r.to_string()).as_deref(), Some(text));
     }
 
     fn conn<'a>(token: &'a str, tls: TlsState) -> Connection<'a> {
@@ -783,11 +891,10 @@ mod tests {
         ));
         c.nonce = "nonce123";
         c.pass = "wrong";
-        assert_eq!(
-            decide(&f.policy, &f.verifier, &c).err(),
-            Some(Rejection::Provisioner(
-                "invalid provisioner password supplied".into()
-            ))
+        assert_refusal(
+            decide(&f.policy, &f.verifier, &c),
+            Rejection::Provisioner(ProvisionerDenied::WrongPassword),
+            "provisioning user connection denied: invalid provisioner password supplied",
         );
         // system user over unverified TLS with a system_user JWT
         c.user = "system";
@@ -805,9 +912,10 @@ mod tests {
             Ok(Account::System)
         );
         verified.pass = "nope";
-        assert_eq!(
-            decide(&f.policy, &f.verifier, &verified).err(),
-            Some(Rejection::System("invalid system credentials".into()))
+        assert_refusal(
+            decide(&f.policy, &f.verifier, &verified),
+            Rejection::System(SystemDenied::WrongCredentials),
+            "system user denied: invalid system credentials",
         );
     }
 

@@ -21,12 +21,23 @@ pub struct DecisionLabels {
     pub account: String,
 }
 
+/// Labels of a refused connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The rejection label (as `outcome` of `choria_broker_authorizations`).
+    pub reason: String,
+    /// The rule within it that refused the connection ([`crate::decision::Rejection::rule`]).
+    pub rule: String,
+}
+
 /// The broker's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     /// `choria_broker_authorizations`: decisions by outcome and account.
     pub decisions: Family<DecisionLabels, Counter>,
+    /// `choria_broker_auth_refusals`: refusals by reason and the exact rule that refused.
+    pub refusals: Family<RefusalLabels, Counter>,
     /// `choria_broker_auth_callout_seconds`: time from request received to response sent.
     pub latency: Histogram,
     /// `choria_broker_auth_undecodable_requests`: requests that were not valid callout JWTs.
@@ -45,6 +56,7 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("choria_broker");
         let decisions = Family::<DecisionLabels, Counter>::default();
+        let refusals = Family::<RefusalLabels, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let undecodable = Counter::default();
         let stale = Counter::default();
@@ -54,6 +66,11 @@ impl Metrics {
             "authorizations",
             "Authorization decisions by outcome and account",
             decisions.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Refused connections by reason and the rule that refused them",
+            refusals.clone(),
         );
         registry.register(
             "auth_callout_seconds",
@@ -83,12 +100,23 @@ impl Metrics {
         Arc::new(Metrics {
             registry,
             decisions,
+            refusals,
             latency,
             undecodable,
             stale,
             up,
             restarts,
         })
+    }
+
+    /// How many connections the `rule` of `reason` has refused so far.
+    pub fn refused(&self, reason: &str, rule: &str) -> u64 {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                reason: reason.into(),
+                rule: rule.into(),
+            })
+            .get()
     }
 
     /// The text exposition format.

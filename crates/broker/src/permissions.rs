@@ -1,9 +1,9 @@
 //! The broker permission sets of spec §3 as pure functions over typed claims.
 //! The authorization service turns the result into the `pub`/`sub` lists of a NATS user JWT.
 
-use md5::{Digest as _, Md5};
+use choria_protocol::subjects::{md5_hex, sha256_hex};
+use choria_tokens::{ClientPermissions, ServerPermissions};
 use serde::Serialize;
-use sha2::Sha256;
 
 /// Allow and deny lists for one direction (publish or subscribe).
 ///
@@ -70,19 +70,6 @@ impl Account {
     }
 }
 
-/// Server token permission flags that change broker ACLs (spec §3.3).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerFlags {
-    /// `submission`: may publish `c.submission.in.>`.
-    pub submission: bool,
-    /// `streams`: may use Choria Streams.
-    pub streams: bool,
-    /// `governor`: with `streams`, may publish `c.governor.*`.
-    pub governor: bool,
-    /// `service_host`: may subscribe `c.broadcast.service.>`.
-    pub service_host: bool,
-}
-
 /// The parts of a verified server token the broker needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerGrant {
@@ -94,33 +81,9 @@ pub struct ServerGrant {
     pub ou: String,
     /// Claim `pub_subjects`.
     pub pub_subjects: Vec<String>,
-    /// Claim `permissions`, if present.
-    pub permissions: Option<ServerFlags>,
-}
-
-/// Client token permission flags that change broker ACLs (spec §3.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientFlags {
-    /// `streams_admin`.
-    pub streams_admin: bool,
-    /// `streams_user`.
-    pub streams_user: bool,
-    /// `events_viewer`.
-    pub events_viewer: bool,
-    /// `election_user`.
-    pub election_user: bool,
-    /// `system_user` (no ACL effect; used for the system account).
-    pub system_user: bool,
-    /// `governor`.
-    pub governor: bool,
-    /// `org_admin`: everything.
-    pub org_admin: bool,
-    /// `fleet_management`.
-    pub fleet_management: bool,
-    /// `signed_fleet_management`.
-    pub signed_fleet_management: bool,
-    /// `provisioner` (no ACL effect; admits the provisioner user).
-    pub provisioner: bool,
+    /// Claim `permissions`, if present (spec §3.3: `submission`, `streams`, `governor` and
+    /// `service_host` change the ACLs).
+    pub permissions: Option<ServerPermissions>,
 }
 
 /// The parts of a verified client token the broker needs.
@@ -134,8 +97,9 @@ pub struct ClientGrant {
     pub pub_subjects: Vec<String>,
     /// Claim `sub_subjects`.
     pub sub_subjects: Vec<String>,
-    /// Claim `permissions`, if present.
-    pub permissions: Option<ClientFlags>,
+    /// Claim `permissions`, if present (spec §3.2; `system_user` and `provisioner` have no
+    /// ACL effect, they admit the system and provisioner users).
+    pub permissions: Option<ClientPermissions>,
 }
 
 /// The four provisioning broadcast subjects every provisioning-mode server listens on.
@@ -234,7 +198,7 @@ pub fn server_claims(grant: &ServerGrant, fips: bool) -> Permissions {
     if grant.collectives.is_empty() {
         return deny_all();
     }
-    let flags = grant.permissions.clone().unwrap_or_default();
+    let flags = grant.permissions.unwrap_or_default();
     let mut publish = strings(&[
         "choria.lifecycle.>",
         "choria.machine.transition",
@@ -427,11 +391,10 @@ pub fn client_claims(grant: &ClientGrant, account: Account, fips: bool) -> Permi
 
 /// The reply-subject hashes of an id: md5 then sha256 hex, or only sha256 in FIPS mode.
 pub fn reply_hashes(id: &str, fips: bool) -> Vec<String> {
-    let sha = hex::encode(Sha256::digest(id.as_bytes()));
     if fips {
-        vec![sha]
+        vec![sha256_hex(id)]
     } else {
-        vec![hex::encode(Md5::digest(id.as_bytes())), sha]
+        vec![md5_hex(id), sha256_hex(id)]
     }
 }
 
@@ -513,7 +476,7 @@ mod tests {
             collectives: vec!["mcollective".into()],
             ou: "other".into(),
             pub_subjects: vec!["custom.publish.subject".into()],
-            permissions: Some(ServerFlags {
+            permissions: Some(ServerPermissions {
                 submission: true,
                 streams: true,
                 governor: true,
@@ -558,7 +521,7 @@ mod tests {
         let grant = ClientGrant {
             caller: String::new(),
             ou: "choria".into(),
-            permissions: Some(ClientFlags {
+            permissions: Some(ClientPermissions {
                 fleet_management: true,
                 ..Default::default()
             }),
@@ -581,7 +544,7 @@ mod tests {
     #[test]
     fn election_user_in_provisioning_uses_the_imports() {
         let grant = ClientGrant {
-            permissions: Some(ClientFlags {
+            permissions: Some(ClientPermissions {
                 election_user: true,
                 events_viewer: true,
                 ..Default::default()
@@ -596,7 +559,7 @@ mod tests {
     #[test]
     fn org_admin_gets_everything() {
         let grant = ClientGrant {
-            permissions: Some(ClientFlags {
+            permissions: Some(ClientPermissions {
                 org_admin: true,
                 ..Default::default()
             }),

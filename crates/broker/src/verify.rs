@@ -8,12 +8,121 @@ use std::time::SystemTime;
 
 use choria_tokens::{
     parse_client_token, parse_provisioning_token, parse_server_token, parse_token_unverified,
-    read_public_key_file, token_algorithm, ClientIdClaims, PublicKey, ServerClaims, TokenError,
+    read_public_key_file, token_algorithm, ClientIdClaims, PublicKey, Purpose, ServerClaims,
+    TokenError,
 };
 
 use crate::decision::{ProvisioningFacts, TokenVerifier};
-use crate::permissions::{ClientFlags, ClientGrant, ServerFlags, ServerGrant};
+use crate::permissions::{ClientGrant, ServerGrant};
 use crate::settings::{BrokerSettings, SettingsError};
+
+/// Why a token did not verify against the broker's trust anchors (spec §2.3). Messages are
+/// upstream's, so operators can search for them; none contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The token is empty.
+    #[error("no JWT received")]
+    NoToken,
+    /// The token could not be read to find its issuer.
+    #[error(transparent)]
+    Unreadable(TokenError),
+    /// `ou` is not a string.
+    #[error("invalid ou in token")]
+    InvalidOu,
+    /// No organisation issuer is configured for the token's `ou`.
+    #[error("no issuer found for ou {0}")]
+    NoIssuer(String),
+    /// The organisation issuer of the token's `ou` did not accept it.
+    #[error("failed to parse {} token issued by the {ou} chain: {source}", .purpose.noun())]
+    Chain {
+        /// Server or client.
+        purpose: Purpose,
+        /// The issuer's name.
+        ou: String,
+        /// Why it was refused.
+        source: TokenError,
+    },
+    /// Neither signers nor issuers are configured for this kind of token.
+    #[error("no {noun} JWT signer or Organization Issuer set, denying all {noun}s", noun = .0.noun())]
+    NoTrust(Purpose),
+    /// The one signer (or, with several, a time or purpose check) refused the token.
+    #[error("could not parse {} token: {source}", .purpose.noun())]
+    Signer {
+        /// Server or client.
+        purpose: Purpose,
+        /// Why it was refused.
+        source: TokenError,
+    },
+    /// None of several signers verified the token.
+    #[error("could not parse {} token with any of {count} signer identities", .purpose.noun())]
+    NoSignerMatched {
+        /// Server or client.
+        purpose: Purpose,
+        /// How many signers were tried.
+        count: usize,
+    },
+    /// A server token without `identity`.
+    #[error("identity not in claims")]
+    NoIdentity,
+    /// A client token without `callerid`.
+    #[error("no callerid in claims")]
+    NoCallerId,
+    /// A server or client token without `public_key` (needed for the nonce).
+    #[error("no public key in claims")]
+    NoPublicKey,
+    /// The header `alg` of a provisioning token could not be read.
+    #[error("could not determine token algorithm: {0}")]
+    Algorithm(#[source] TokenError),
+    /// The provisioning signer (or, without one, the issuer) refused a provisioning token.
+    #[error("could not parse provisioner token: {0}")]
+    Provisioning(#[source] TokenError),
+    /// Neither a provisioning signer nor (for EdDSA tokens) an issuer is configured.
+    #[error("provisioning is not enabled")]
+    ProvisioningDisabled,
+    /// The provisioning signer refused the token and no issuer could be chosen.
+    #[error("could not parse provisioner token: {signer}; issuer: {issuer}")]
+    SignerThenNoIssuer {
+        /// Why the signer refused it.
+        signer: TokenError,
+        /// Why no issuer applies.
+        issuer: Box<VerifyError>,
+    },
+    /// Both the provisioning signer and the issuer refused the token.
+    #[error("could not parse provisioner token: {signer}; with issuer '{ou}': {issuer}")]
+    SignerThenIssuer {
+        /// Why the signer refused it.
+        signer: TokenError,
+        /// The issuer's name.
+        ou: String,
+        /// Why the issuer refused it.
+        issuer: TokenError,
+    },
+}
+
+impl VerifyError {
+    /// Short name of the rule that refused the token (the `rule` label of refusals).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            VerifyError::NoToken => "no_token",
+            VerifyError::Unreadable(_) => "unreadable",
+            VerifyError::InvalidOu => "invalid_ou",
+            VerifyError::NoIssuer(_) => "no_issuer",
+            VerifyError::Chain { .. } => "issuer_refused",
+            VerifyError::NoTrust(_) => "no_trust",
+            VerifyError::Signer { .. } => "signer_refused",
+            VerifyError::NoSignerMatched { .. } => "no_signer_matched",
+            VerifyError::NoIdentity => "no_identity",
+            VerifyError::NoCallerId => "no_callerid",
+            VerifyError::NoPublicKey => "no_public_key",
+            VerifyError::Algorithm(_) => "algorithm",
+            VerifyError::Provisioning(_)
+            | VerifyError::SignerThenNoIssuer { .. }
+            | VerifyError::SignerThenIssuer { .. } => "provisioning_refused",
+            VerifyError::ProvisioningDisabled => "provisioning_disabled",
+        }
+    }
+}
 
 /// The trust anchors of one broker.
 #[derive(Debug, Clone, Default)]
@@ -133,56 +242,57 @@ impl ChoriaVerifier {
         })
     }
 
-    fn issuer_for(&self, token: &str) -> Result<(&str, &PublicKey), String> {
-        let claims = parse_token_unverified(token).map_err(|e| e.to_string())?;
+    fn issuer_for(&self, token: &str) -> Result<(&str, &PublicKey), VerifyError> {
+        let claims = parse_token_unverified(token).map_err(VerifyError::Unreadable)?;
         let ou = match claims.get("ou") {
             None => "choria",
             Some(serde_json::Value::String(ou)) if !ou.is_empty() => ou.as_str(),
             Some(serde_json::Value::String(_)) => "choria",
-            Some(_) => return Err("invalid ou in token".into()),
+            Some(_) => return Err(VerifyError::InvalidOu),
         };
         self.issuers
             .iter()
             .find(|(name, _)| name == ou)
             .map(|(name, key)| (name.as_str(), key))
-            .ok_or_else(|| format!("no issuer found for ou {ou}"))
+            .ok_or_else(|| VerifyError::NoIssuer(ou.to_string()))
     }
 
     fn with_signers<T>(
         &self,
-        noun: &str,
+        purpose: Purpose,
         signers: &[PublicKey],
         token: &str,
         parse: impl Fn(&PublicKey) -> Result<T, TokenError>,
-    ) -> Result<T, String> {
+    ) -> Result<T, VerifyError> {
         if token.is_empty() {
-            return Err("no JWT received".into());
+            return Err(VerifyError::NoToken);
         }
         if !self.issuers.is_empty() {
             let (ou, key) = self.issuer_for(token)?;
-            return parse(key).map_err(|e| {
-                format!("failed to parse {noun} token issued by the {ou} chain: {e}")
+            return parse(key).map_err(|source| VerifyError::Chain {
+                purpose,
+                ou: ou.to_string(),
+                source,
             });
         }
+        let signer = |source| VerifyError::Signer { purpose, source };
         match signers {
-            [] => Err(format!(
-                "no {noun} JWT signer or Organization Issuer set, denying all {noun}s"
-            )),
-            [one] => parse(one).map_err(|e| format!("could not parse {noun} token: {e}")),
+            [] => Err(VerifyError::NoTrust(purpose)),
+            [one] => parse(one).map_err(signer),
             many => {
                 for key in many {
                     match parse(key) {
                         Ok(claims) => return Ok(claims),
                         Err(e @ (TokenError::Expired { .. } | TokenError::WrongPurpose { .. })) => {
-                            return Err(format!("could not parse {noun} token: {e}"))
+                            return Err(signer(e))
                         }
                         Err(_) => continue,
                     }
                 }
-                Err(format!(
-                    "could not parse {noun} token with any of {} signer identities",
-                    many.len()
-                ))
+                Err(VerifyError::NoSignerMatched {
+                    purpose,
+                    count: many.len(),
+                })
             }
         }
     }
@@ -192,9 +302,8 @@ impl ChoriaVerifier {
         &self,
         token: &str,
         now: SystemTime,
-    ) -> Result<(ProvisioningFacts, Option<i64>), String> {
-        let alg = token_algorithm(token)
-            .map_err(|e| format!("could not determine token algorithm: {e}"))?;
+    ) -> Result<(ProvisioningFacts, Option<i64>), VerifyError> {
+        let alg = token_algorithm(token).map_err(VerifyError::Algorithm)?;
         // Upstream uses only the issuer for EdDSA tokens in issuer mode. We also accept the
         // configured provisioning signer, so a site can keep a separate, low-value key for
         // provisioning tokens while its organisation issuer signs fleet credentials. The
@@ -212,22 +321,30 @@ impl ChoriaVerifier {
                         expires,
                     ));
                 }
-                Err(e) => Some(format!("could not parse provisioner token: {e}")),
+                Err(e) => Some(e),
             },
             None => None,
         };
         if !issuer_allowed {
-            return Err(signer_error.unwrap_or_else(|| "provisioning is not enabled".into()));
+            return Err(
+                signer_error.map_or(VerifyError::ProvisioningDisabled, VerifyError::Provisioning)
+            );
         }
         let (ou, key) = self.issuer_for(token).map_err(|e| match &signer_error {
-            Some(first) => format!("{first}; issuer: {e}"),
+            Some(signer) => VerifyError::SignerThenNoIssuer {
+                signer: signer.clone(),
+                issuer: Box::new(e),
+            },
             None => e,
         })?;
-        let claims =
-            parse_provisioning_token(token, key, now).map_err(|e| match &signer_error {
-                Some(first) => format!("{first}; with issuer '{ou}': {e}"),
-                None => format!("could not parse provisioner token: {e}"),
-            })?;
+        let claims = parse_provisioning_token(token, key, now).map_err(|e| match signer_error {
+            Some(signer) => VerifyError::SignerThenIssuer {
+                signer,
+                ou: ou.to_string(),
+                issuer: e,
+            },
+            None => VerifyError::Provisioning(e),
+        })?;
         let expires = claims.standard.exp;
         Ok((
             ProvisioningFacts {
@@ -240,7 +357,7 @@ impl ChoriaVerifier {
 }
 
 impl TokenVerifier for ChoriaVerifier {
-    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, String> {
+    fn provisioning(&self, token: &str) -> Result<ProvisioningFacts, VerifyError> {
         let now = SystemTime::now();
         if let Some(facts) = self.recent_provisioning.lookup(token, now) {
             return Ok(facts);
@@ -250,79 +367,65 @@ impl TokenVerifier for ChoriaVerifier {
         Ok(facts)
     }
 
-    fn server(&self, token: &str) -> Result<(ServerGrant, String), String> {
+    fn server(&self, token: &str) -> Result<(ServerGrant, String), VerifyError> {
         let now = SystemTime::now();
-        let claims = self.with_signers("server", &self.server_signers, token, |key| {
+        let claims = self.with_signers(Purpose::Server, &self.server_signers, token, |key| {
             parse_server_token(token, key, now)
         })?;
         server_grant(claims)
     }
 
-    fn client(&self, token: &str) -> Result<(ClientGrant, String), String> {
+    fn client(&self, token: &str) -> Result<(ClientGrant, String), VerifyError> {
         let now = SystemTime::now();
-        let claims = self.with_signers("client", &self.client_signers, token, |key| {
+        let claims = self.with_signers(Purpose::ClientId, &self.client_signers, token, |key| {
             parse_client_token(token, key, now)
         })?;
         client_grant(claims)
     }
 }
 
-fn server_grant(claims: ServerClaims) -> Result<(ServerGrant, String), String> {
+fn server_grant(claims: ServerClaims) -> Result<(ServerGrant, String), VerifyError> {
     if claims.identity.is_empty() {
-        return Err("identity not in claims".into());
-    }
-    if claims.standard.public_key.is_empty() {
-        return Err("no public key in claims".into());
+        return Err(VerifyError::NoIdentity);
     }
     let grant = ServerGrant {
         identity: claims.identity,
         collectives: claims.collectives,
-        ou: if claims.ou.is_empty() {
-            "choria".into()
-        } else {
-            claims.ou
-        },
+        ou: ou_or_default(claims.ou),
         pub_subjects: claims.pub_subjects,
-        permissions: claims.permissions.map(|p| ServerFlags {
-            submission: p.submission,
-            streams: p.streams,
-            governor: p.governor,
-            service_host: p.service_host,
-        }),
+        permissions: claims.permissions,
     };
-    Ok((grant, claims.standard.public_key))
+    with_public_key(grant, claims.standard.public_key)
 }
 
-fn client_grant(claims: ClientIdClaims) -> Result<(ClientGrant, String), String> {
+fn client_grant(claims: ClientIdClaims) -> Result<(ClientGrant, String), VerifyError> {
     if claims.callerid.is_empty() {
-        return Err("no callerid in claims".into());
-    }
-    if claims.standard.public_key.is_empty() {
-        return Err("no public key in claims".into());
+        return Err(VerifyError::NoCallerId);
     }
     let grant = ClientGrant {
         caller: claims.callerid,
-        ou: if claims.ou.is_empty() {
-            "choria".into()
-        } else {
-            claims.ou
-        },
+        ou: ou_or_default(claims.ou),
         pub_subjects: claims.pub_subjects,
         sub_subjects: claims.sub_subjects,
-        permissions: claims.permissions.map(|p| ClientFlags {
-            streams_admin: p.streams_admin,
-            streams_user: p.streams_user,
-            events_viewer: p.events_viewer,
-            election_user: p.election_user,
-            system_user: p.system_user,
-            governor: p.governor,
-            org_admin: p.org_admin,
-            fleet_management: p.fleet_management,
-            signed_fleet_management: p.signed_fleet_management,
-            provisioner: p.provisioner,
-        }),
+        permissions: claims.permissions,
     };
-    Ok((grant, claims.standard.public_key))
+    with_public_key(grant, claims.standard.public_key)
+}
+
+/// The holder's key is what the nonce is checked against: a token without one is refused.
+fn with_public_key<G>(grant: G, public_key: String) -> Result<(G, String), VerifyError> {
+    if public_key.is_empty() {
+        return Err(VerifyError::NoPublicKey);
+    }
+    Ok((grant, public_key))
+}
+
+fn ou_or_default(ou: String) -> String {
+    if ou.is_empty() {
+        choria_tokens::DEFAULT_ORG.into()
+    } else {
+        ou
+    }
 }
 
 fn load_signers(key: &str, entries: &[String]) -> Vec<PublicKey> {
@@ -373,7 +476,8 @@ mod tests {
         assert_eq!(facts.ou, "choria");
         let err = v
             .provisioning(&read("broker/invalid.jwt"))
-            .expect_err("invalid");
+            .expect_err("invalid")
+            .to_string();
         assert!(err.contains("crypto/rsa: verification error"), "{err}");
     }
 

@@ -28,13 +28,22 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
         "eyJhbGciOiJub25lIn0.e30.",
         "\u{0}\u{1}",
     ] {
-        assert_refused(&site, with_token(garbage.into()), "garbage").await;
+        assert_refused_by(
+            &site,
+            with_token(garbage.into()),
+            "garbage",
+            "unknown_purpose",
+            "unknown_purpose",
+        )
+        .await;
     }
     // larger than the service's token limit but within nats-server's control line
-    assert_refused(
+    assert_refused_by(
         &site,
         with_token(format!("e30.{}.sig", "A".repeat(20 * 1024))),
         "big",
+        "token_too_large",
+        "token_too_large",
     )
     .await;
     // 1 MB: nats-server itself refuses the CONNECT line
@@ -48,19 +57,30 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
         "purpose": "choria_client_id", "callerid": "up=typed", "public_key": seed.public_key_hex(),
         "permissions": "all of them", "exp": 4102444800i64
     });
-    let mistyped = sign_payload(
-        payload.to_string().as_bytes(),
-        &SigningKey::Ed25519(site.org_issuer.clone()),
+    let signed_by_org = |payload: serde_json::Value| {
+        sign_payload(
+            payload.to_string().as_bytes(),
+            &SigningKey::Ed25519(site.org_issuer.clone()),
+        )
+        .expect("sign")
+    };
+    assert_refused_by(
+        &site,
+        with_token(signed_by_org(payload)),
+        "mistyped",
+        "jwt",
+        "issuer_refused",
     )
-    .expect("sign");
-    assert_refused(&site, with_token(mistyped), "mistyped").await;
+    .await;
     let payload = serde_json::json!({"purpose": "choria_server", "identity": 7, "collectives": "c1", "public_key": seed.public_key_hex()});
-    let mistyped = sign_payload(
-        payload.to_string().as_bytes(),
-        &SigningKey::Ed25519(site.org_issuer.clone()),
+    assert_refused_by(
+        &site,
+        with_token(signed_by_org(payload)),
+        "mistyped-server",
+        "jwt",
+        "issuer_refused",
     )
-    .expect("sign");
-    assert_refused(&site, with_token(mistyped), "mistyped-server").await;
+    .await;
 
     // an expired client token
     let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
@@ -75,7 +95,14 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
     )
     .expect("claims");
     let expired = sign_token(&claims, &SigningKey::Ed25519(site.org_issuer.clone())).expect("sign");
-    assert_refused(&site, with_token(expired), "expired").await;
+    assert_refused_by(
+        &site,
+        with_token(expired),
+        "expired",
+        "jwt",
+        "issuer_refused",
+    )
+    .await;
 
     // a nonce signature captured from one connection replayed on another
     let token = site
@@ -107,8 +134,11 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
         .clone()
         .expect("a signature was captured");
     let t = token.clone();
-    let second = site
-        .tls_options(ConnectOptions::with_auth_callback(
+    let second = refused_by(
+        &site,
+        "jwt",
+        "nonce_mismatch",
+        site.tls_options(ConnectOptions::with_auth_callback(
             move |_nonce: Vec<u8>| {
                 let (t, sig) = (t.clone(), replayed.clone());
                 async move {
@@ -120,8 +150,9 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
             },
         ))
         .name("replay")
-        .connect(&site.broker_url)
-        .await;
+        .connect(&site.broker_url),
+    )
+    .await;
     match second {
         Ok(_) => panic!("a replayed nonce signature was admitted"),
         Err(e) => assert_eq!(

@@ -73,7 +73,14 @@ async fn provisioning_token_lands_in_provisioning_with_only_prov_server_permissi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_or_missing_provisioning_tokens_are_refused() {
     let site = TestSite::start().await.expect("site");
-    assert_refused(&site, Credentials::default(), "no-token").await;
+    assert_refused_by(
+        &site,
+        Credentials::default(),
+        "no-token",
+        "no_token",
+        "no_token",
+    )
+    .await;
     // signed by a key nobody trusts
     let rogue = Ed25519Seed::generate();
     let forged = {
@@ -83,24 +90,28 @@ async fn invalid_or_missing_provisioning_tokens_are_refused() {
         choria_tokens::sign_token(&claims, &choria_tokens::SigningKey::Ed25519(rogue))
             .expect("sign")
     };
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             token: Some(forged),
             ..Default::default()
         },
         "forged",
+        "provisioning",
+        "provisioning_refused",
     )
     .await;
     let vector = std::fs::read_to_string(choria_testkit::vectors_dir().join("broker/invalid.jwt"))
         .expect("vector");
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             token: Some(vector.trim().into()),
             ..Default::default()
         },
         "invalid-vector",
+        "provisioning",
+        "provisioning_refused",
     )
     .await;
     // the service still serves
@@ -165,7 +176,7 @@ async fn server_jwt_with_good_nonce_gets_claim_permissions_and_bad_nonce_is_refu
 
     // the right token with a signature by another key
     let wrong = Ed25519Seed::generate();
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             token: Some(token.clone()),
@@ -173,16 +184,20 @@ async fn server_jwt_with_good_nonce_gets_claim_permissions_and_bad_nonce_is_refu
             ..Default::default()
         },
         "bad-nonce",
+        "jwt",
+        "nonce_mismatch",
     )
     .await;
     // no signature at all
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             token: Some(token),
             ..Default::default()
         },
         "no-nonce",
+        "jwt",
+        "nonce_not_signed",
     )
     .await;
     site.shutdown().await;
@@ -271,7 +286,7 @@ async fn clients_need_fleet_management_to_publish_rpc_requests() {
         &choria_tokens::SigningKey::Ed25519(rogue_site_seed.clone()),
     )
     .expect("sign");
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             token: Some(rogue),
@@ -279,6 +294,8 @@ async fn clients_need_fleet_management_to_publish_rpc_requests() {
             ..Default::default()
         },
         "rogue",
+        "jwt",
+        "issuer_refused",
     )
     .await;
     site.shutdown().await;
@@ -296,13 +313,15 @@ async fn system_user_needs_password_and_a_system_user_jwt() {
         "{conns:?}"
     );
     // password alone (no JWT) over unverified TLS
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             user: Some(("system".into(), site.system_password.clone())),
             ..Default::default()
         },
         "sys-nojwt",
+        "system",
+        "no_token",
     )
     .await;
     // JWT without system_user
@@ -310,7 +329,7 @@ async fn system_user_needs_password_and_a_system_user_jwt() {
     let token = site
         .mint_client_token("up=nosys", seed.public_key_bytes(), None)
         .expect("token");
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             user: Some(("system".into(), site.system_password.clone())),
@@ -318,6 +337,8 @@ async fn system_user_needs_password_and_a_system_user_jwt() {
             seed: Some(seed),
         },
         "sys-noclaim",
+        "system",
+        "no_system_claim",
     )
     .await;
     // right JWT, wrong password
@@ -332,7 +353,7 @@ async fn system_user_needs_password_and_a_system_user_jwt() {
             }),
         )
         .expect("token");
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             user: Some(("system".into(), "wrong".into())),
@@ -340,6 +361,8 @@ async fn system_user_needs_password_and_a_system_user_jwt() {
             seed: Some(seed),
         },
         "sys-badpass",
+        "system",
+        "wrong_credentials",
     )
     .await;
     site.shutdown().await;
@@ -362,56 +385,66 @@ async fn provisioner_user_needs_password_token_with_provisioner_claim_and_nonce(
         token: Some(site.provisioner_token.clone()),
         seed: Some(site.provisioner_seed.clone()),
     };
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             user: user("wrong"),
             ..good.clone()
         },
         "prov-badpass",
+        "provisioner",
+        "wrong_password",
     )
     .await;
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             user: user(""),
             ..good.clone()
         },
         "prov-nopass",
+        "provisioner",
+        "no_password",
     )
     .await;
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             token: None,
             ..good.clone()
         },
         "prov-notoken",
+        "provisioner",
+        "no_token",
     )
     .await;
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             seed: None,
             ..good.clone()
         },
         "prov-nonce",
+        "provisioner",
+        "nonce_not_signed",
     )
     .await;
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             seed: Some(Ed25519Seed::generate()),
             ..good.clone()
         },
         "prov-wrongkey",
+        "provisioner",
+        "nonce_mismatch",
     )
     .await;
     let (seed, _) = site.new_seed("notprov").expect("seed");
     let token = site
         .mint_client_token("up=notprov", seed.public_key_bytes(), None)
         .expect("token");
-    assert_refused(
+    assert_refused_by(
         &site,
         Credentials {
             user: user(&site.provisioner_password),
@@ -419,6 +452,8 @@ async fn provisioner_user_needs_password_token_with_provisioner_claim_and_nonce(
             seed: Some(seed),
         },
         "prov-noclaim",
+        "provisioner",
+        "no_provisioner_claim",
     )
     .await;
     site.shutdown().await;

@@ -133,17 +133,28 @@ async fn enrolment_listener_admits_provisioning_servers_and_jwt_identities_only(
     node.expect_error("Permissions Violation for Subscription")
         .await;
     // no token: refused
-    assert_refused_at(&site, &enrolment, Credentials::default(), "enrol-anon").await;
+    refused_by(
+        &site,
+        "no_token",
+        "no_token",
+        assert_refused_at(&site, &enrolment, Credentials::default(), "enrol-anon"),
+    )
+    .await;
     // the provisioner's password alone is not enough on the enrolment listener
     let password = Some(("provisioner".to_string(), site.provisioner_password.clone()));
-    assert_refused_at(
+    refused_by(
         &site,
-        &enrolment,
-        Credentials {
-            user: password,
-            ..Default::default()
-        },
-        "enrol-prov",
+        "provisioner",
+        "no_token",
+        assert_refused_at(
+            &site,
+            &enrolment,
+            Credentials {
+                user: password,
+                ..Default::default()
+            },
+            "enrol-prov",
+        ),
     )
     .await;
     site.shutdown().await;

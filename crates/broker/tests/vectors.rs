@@ -104,6 +104,6 @@ async fn vector_tokens_are_placed_by_the_broker() {
         seed: Some(signer),
         ..Default::default()
     };
-    assert_refused(&site, creds, "wrong-holder").await;
+    assert_refused_by(&site, creds, "wrong-holder", "jwt", "nonce_mismatch").await;
     site.shutdown().await;
 }

@@ -12,11 +12,12 @@ use clap::{Args, Subcommand};
 
 use choria_config::duration::parse_duration;
 use choria_config::files::{read_capped, write_new_secret, write_secret, FileError};
+use choria_protocol::subjects::md5_hex;
 use choria_tokens::{
     add_org_issuer_data, clock, is_chained_issuer, parse_client_token,
     parse_client_token_unverified, parse_provisioning_token, parse_provisioning_token_unverified,
     parse_server_token, parse_server_token_unverified, parse_token_unverified,
-    read_public_key_file, sign_token, token_purpose, unique_id_md5, verify_token, ClientIdClaims,
+    read_public_key_file, sign_token, token_purpose, verify_token, ClientIdClaims,
     ClientPermissions, Ed25519Seed, NewClient, NewProvisioning, NewServer, ProvisioningClaims,
     PublicKey, Purpose, ServerClaims, ServerPermissions, SigningKey, StandardClaims, TokenClaims,
     MAX_TOKEN_SIZE,
@@ -366,7 +367,7 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
         (None, Some(text)) => text,
         (None, None) => String::new(),
     };
-    let mut perms = ClientPermissions {
+    let perms = ClientPermissions {
         streams_admin: args.stream_admin,
         streams_user: args.stream_user,
         events_viewer: args.event_viewer,
@@ -379,15 +380,8 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
         service: args.service,
         authentication_delegator: args.auth_delegation,
         provisioner: args.server_provisioner,
-    };
-    if args.issuer {
-        perms.fleet_management = false;
-        perms.signed_fleet_management = false;
-        perms.authentication_delegator = false;
     }
-    if perms.signed_fleet_management || perms.provisioner {
-        perms.fleet_management = true;
-    }
+    .as_minted(args.issuer);
     if args.issuer && public_key.is_none() {
         return Err(Failure::usage(
             "--issuer needs --public-key: a chain issuer signs with its own ed25519 key",
@@ -606,7 +600,7 @@ fn render_server(file: &str, validated: bool, c: &ServerClaims, now: SystemTime)
     if !c.pub_subjects.is_empty() {
         line(&mut out, "Additional Subjects", &c.pub_subjects.join(", "));
     }
-    line(&mut out, "Private Network ID", &unique_id_md5(&c.identity));
+    line(&mut out, "Private Network ID", &md5_hex(&c.identity));
     if let Some(chain) = trust_chain(&c.standard) {
         line(&mut out, "Trust Chain", &chain);
     }
@@ -654,7 +648,7 @@ fn render_client(
         line(&mut out, "Allowed Agents", &c.agents.join(", "));
     }
     line(&mut out, "Public Key", &c.standard.public_key);
-    line(&mut out, "Private Network ID", &unique_id_md5(&c.callerid));
+    line(&mut out, "Private Network ID", &md5_hex(&c.callerid));
     if let Some(exp) = c.standard.expire_time() {
         line(&mut out, "Expires At", &expires_at(exp, now));
     }

@@ -592,7 +592,7 @@ fn server_token_round_trip() {
     );
     assert_eq!(code(&view), 0, "{}", stderr(&view));
     let text = stdout(&view);
-    let md5 = unique_id_md5("n1.example.net");
+    let md5 = choria_protocol::subjects::md5_hex("n1.example.net");
     let expected_tail = format!(
         "          Collectives: choria, other
            Public Key: {node_hex}
@@ -703,7 +703,7 @@ fn client_token_round_trip_and_chain_issuer() {
     );
     assert_eq!(code(&view), 0, "{}", stderr(&view));
     let text = stdout(&view);
-    let md5 = unique_id_md5("choria=provisioner");
+    let md5 = choria_protocol::subjects::md5_hex("choria=provisioner");
     let head = format!(
         "Validated Client Identification Token issuer.jwt
 

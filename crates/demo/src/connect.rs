@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use choria_tokens::{parse_client_token_unverified, unique_id_md5, Ed25519Seed};
+use choria_protocol::subjects::md5_hex;
+use choria_tokens::{parse_client_token_unverified, Ed25519Seed};
 
 use crate::DemoError;
 
@@ -69,7 +70,7 @@ impl ClientCredentials {
 
     /// The reply subject prefix the broker lets this client subscribe to.
     pub fn inbox_prefix(&self, collective: &str) -> String {
-        format!("{collective}.reply.{}", unique_id_md5(&self.callerid))
+        format!("{collective}.reply.{}", md5_hex(&self.callerid))
     }
 
     /// Connects once to `url`, trusting the CA at `ca`.

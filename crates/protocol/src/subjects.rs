@@ -70,7 +70,8 @@ pub enum SubjectError {
     },
 }
 
-/// Hex md5 of `text` (used for reply subjects).
+/// Lowercase hex md5 of `text`: upstream `UniqueID` of a server identity or client caller id
+/// (reply subjects, inbox prefixes, the private network id `choria jwt view` prints).
 pub fn md5_hex(text: &str) -> String {
     hex::encode(Md5::digest(text.as_bytes()))
 }

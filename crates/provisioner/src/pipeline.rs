@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ed25519_dalek::{Signature, VerifyingKey};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
-use choria_tokens::{parse_provisioning_token, PublicKey, TokenError};
+use choria_tokens::{
+    parse_provisioning_token, verify_nonce, PublicKey, SignatureEncoding, TokenError,
+};
 
 use crate::csr::{validate_csr, CsrError};
 use crate::helper::{CsrInput, Ed25519Input, Helper, HelperError, HelperRequest};
@@ -74,7 +75,7 @@ pub enum PassError {
     TokenMismatch,
     /// The ed25519 proof failed.
     #[error("could not fetch ed25519 public key: {0}")]
-    Ed25519(String),
+    Ed25519(choria_tokens::NonceError),
     /// CSR refused.
     #[error("invalid CSR: {0}")]
     Csr(#[from] CsrError),
@@ -604,8 +605,13 @@ impl Pipeline {
                 Err(e) => return Err(e),
             };
             // Validation failures are deterministic for this reply: no retry (B7).
-            verify_nonce_hex(&reply.public_key, &reply.signature, nonce.as_bytes())
-                .map_err(PassError::Ed25519)?;
+            verify_nonce(
+                &reply.public_key,
+                nonce.as_bytes(),
+                &reply.signature,
+                SignatureEncoding::Hex,
+            )
+            .map_err(PassError::Ed25519)?;
             return Ok(Ed25519Input {
                 public_key: reply.public_key.to_lowercase(),
                 directory: reply.directory,
@@ -667,52 +673,5 @@ impl Pipeline {
         }
         remembered.insert(identity.to_string(), target.to_string());
         Ok(true)
-    }
-}
-
-/// Verifies a hex ed25519 signature of `nonce` by a hex public key (B2: lengths checked).
-pub fn verify_nonce_hex(public_key: &str, signature: &str, nonce: &[u8]) -> Result<(), String> {
-    if public_key.is_empty() {
-        return Err("no public key received".into());
-    }
-    if signature.is_empty() {
-        return Err("no signature received".into());
-    }
-    let pk = hex::decode(public_key).map_err(|e| format!("invalid public key received: {e}"))?;
-    let pk: [u8; 32] = pk
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("invalid public key received: {} bytes, want 32", pk.len()))?;
-    let key =
-        VerifyingKey::from_bytes(&pk).map_err(|e| format!("invalid public key received: {e}"))?;
-    let sig = hex::decode(signature).map_err(|e| format!("invalid signature: {e}"))?;
-    let sig = Signature::from_slice(&sig).map_err(|_| "invalid signature".to_string())?;
-    key.verify_strict(nonce, &sig)
-        .map_err(|_| "invalid nonce signature".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ed25519_dalek::Signer;
-
-    #[test]
-    fn nonce_proof_checks_lengths_and_signature() {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-        let pk = hex::encode(key.verifying_key().to_bytes());
-        let sig = hex::encode(key.sign(b"abc").to_bytes());
-        verify_nonce_hex(&pk, &sig, b"abc").expect("valid");
-        assert_eq!(
-            verify_nonce_hex(&pk, &sig, b"abd"),
-            Err("invalid nonce signature".into())
-        );
-        assert!(
-            verify_nonce_hex("abcd", &sig, b"abc")
-                .expect_err("short")
-                .contains("32"),
-            "B2: short key is an error"
-        );
-        assert!(verify_nonce_hex(&pk, "abcd", b"abc").is_err());
-        assert!(verify_nonce_hex("zz", &sig, b"abc").is_err());
     }
 }

@@ -394,7 +394,7 @@ impl Node {
             name: startup.identity.clone(),
             inbox_prefix: format!(
                 "{main}.reply.{}",
-                choria_tokens::unique_id_md5(&startup.identity)
+                choria_protocol::subjects::md5_hex(&startup.identity)
             ),
             credentials,
             ca,

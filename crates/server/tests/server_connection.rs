@@ -84,7 +84,7 @@ async fn provisioned_node_connects_with_its_server_jwt() {
         name: "n3.example.net".into(),
         inbox_prefix: format!(
             "choria.reply.{}",
-            choria_tokens::unique_id_md5("n3.example.net")
+            choria_protocol::subjects::md5_hex("n3.example.net")
         ),
         credentials: Credentials::ServerJwt {
             jwt,

@@ -177,7 +177,13 @@ async fn node_is_provisioned_and_rejoins_the_fleet() {
     );
     let public = hex::decode(keys["public_key"].as_str().unwrap()).unwrap();
     let signature = hex::decode(keys["signature"].as_str().unwrap()).unwrap();
-    choria_tokens::verify_nonce(&public, nonce.as_bytes(), &base64_url(&signature)).unwrap();
+    choria_tokens::verify_nonce(
+        keys["public_key"].as_str().unwrap(),
+        nonce.as_bytes(),
+        &base64_url(&signature),
+        choria_tokens::SignatureEncoding::Base64,
+    )
+    .unwrap();
 
     let inventory = ok_data(&provisioner.rpc("rpcutil", "inventory", json!({})).await);
     assert_eq!(inventory["main_collective"], "provisioning");

@@ -451,7 +451,7 @@ impl TestSite {
         self.tls_options(credentials.into_options())
             .custom_inbox_prefix(format!(
                 "{collective}.reply.{}",
-                choria_tokens::unique_id_md5(id)
+                choria_protocol::subjects::md5_hex(id)
             ))
             .name(name)
             .connect(&self.broker_url)

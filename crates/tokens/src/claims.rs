@@ -473,14 +473,6 @@ impl ServerClaims {
 }
 
 impl ServerClaims {
-    /// Upstream `UniqueID`: the identity and the hex md5 of it (reply subjects, network id).
-    pub fn unique_id(&self) -> (String, String) {
-        (
-            self.identity.clone(),
-            crate::nonce::unique_id_md5(&self.identity),
-        )
-    }
-
     /// Upstream `IsMatchingSeedFile` on a loaded seed: whether it is the holder's key.
     pub fn is_matching_seed(&self, seed: &crate::keys::Ed25519Seed) -> bool {
         self.is_matching_public_key(&seed.public_key_bytes())
@@ -538,6 +530,24 @@ pub struct ClientPermissions {
     /// `provisioner`: may connect to the provisioning account.
     #[serde(default, skip_serializing_if = "is_false")]
     pub provisioner: bool,
+}
+
+impl ClientPermissions {
+    /// The permissions a client token is minted with, from the ones asked for (spec tokens
+    /// `jwt client`, in upstream's order): a chain issuer does not manage the fleet or
+    /// delegate authentication itself; signed fleet management and provisioning both need
+    /// fleet management.
+    pub fn as_minted(mut self, chain_issuer: bool) -> ClientPermissions {
+        if chain_issuer {
+            self.fleet_management = false;
+            self.signed_fleet_management = false;
+            self.authentication_delegator = false;
+        }
+        if self.signed_fleet_management || self.provisioner {
+            self.fleet_management = true;
+        }
+        self
+    }
 }
 
 /// Claims of a client id token (spec §1.6).
@@ -638,16 +648,6 @@ impl ClientIdClaims {
     }
 }
 
-impl ClientIdClaims {
-    /// Upstream `UniqueID`: the caller id and the hex md5 of it (reply subjects).
-    pub fn unique_id(&self) -> (String, String) {
-        (
-            self.callerid.clone(),
-            crate::nonce::unique_id_md5(&self.callerid),
-        )
-    }
-}
-
 impl TokenClaims for ClientIdClaims {
     const PURPOSE: Purpose = Purpose::ClientId;
     const CHAIN_AWARE: bool = true;
@@ -711,6 +711,38 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn minted_client_permissions_follow_the_cli_rules() {
+        use super::ClientPermissions;
+        let asked = ClientPermissions {
+            fleet_management: true,
+            signed_fleet_management: true,
+            authentication_delegator: true,
+            ..Default::default()
+        };
+        assert_eq!(asked.as_minted(false), asked);
+        assert_eq!(
+            asked.as_minted(true),
+            ClientPermissions::default(),
+            "an issuer loses fleet management and delegation"
+        );
+        let provisioner = ClientPermissions {
+            provisioner: true,
+            ..Default::default()
+        };
+        for issuer in [false, true] {
+            assert!(
+                provisioner.as_minted(issuer).fleet_management,
+                "provisioning implies fleet management, also for an issuer"
+            );
+        }
+        let signed = ClientPermissions {
+            signed_fleet_management: true,
+            ..Default::default()
+        };
+        assert!(signed.as_minted(false).fleet_management);
+    }
+
     use std::time::UNIX_EPOCH;
 
     use super::*;

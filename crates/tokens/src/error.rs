@@ -49,7 +49,7 @@ impl fmt::Display for KeyKind {
 }
 
 /// Everything that can go wrong creating, signing, parsing or verifying a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
     /// The token is larger than [`MAX_TOKEN_SIZE`]; it was not decoded.
@@ -152,9 +152,6 @@ pub enum TokenError {
     /// Signing failed in the crypto library.
     #[error("could not sign the token: {0}")]
     Signing(String),
-    /// A nonce signature is not valid base64url or does not verify.
-    #[error("invalid nonce signature: {0}")]
-    Nonce(String),
     /// A KSUID could not be parsed.
     #[error("invalid ksuid format: {0}")]
     Ksuid(String),

@@ -91,7 +91,8 @@
 //!   rejects a seed file with a trailing newline); files written by `choria jwt` never do.
 //! - Public key files may also be `RSA PUBLIC KEY` PEM or binary DER (PKCS#1 or PKIX).
 //! - Tokens larger than [`MAX_TOKEN_SIZE`] are refused before any decoding.
-//! - A nonce signature is accepted in base64url or standard base64, like nats-server does.
+//! - [`SignatureEncoding::Base64`] takes a nonce signature in base64url or standard base64,
+//!   like nats-server does; the broker asks for strict base64url, as upstream's does.
 //! - Payload JSON with duplicate keys is refused (Go keeps the last value).
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -118,11 +119,11 @@ pub use claims::{
 pub use error::{ChainError, KeyKind, Segment, TokenError, MAX_TOKEN_SIZE};
 pub use keys::{is_encoded_ed25519_key, read_public_key_file, Ed25519Seed, PublicKey, SigningKey};
 pub use ksuid::Ksuid;
-pub use nonce::{sign_nonce, unique_id_md5, verify_nonce};
+pub use nonce::{sign_nonce, verify_nonce, NonceError, SignatureEncoding};
 pub use sign::{go_json, sign_payload, sign_token};
 pub use verify::{
-    parse_client_token, parse_client_token_unverified, parse_provisioning_token,
+    claimed_purpose, parse_client_token, parse_client_token_unverified, parse_provisioning_token,
     parse_provisioning_token_unverified, parse_server_token, parse_server_token_unverified,
     parse_token_unverified, parse_verified, token_algorithm, token_payload_json, token_purpose,
-    verify_token, ACCEPTED_ALGORITHMS,
+    verify_token, ClaimedPurpose, ACCEPTED_ALGORITHMS,
 };

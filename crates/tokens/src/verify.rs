@@ -115,9 +115,30 @@ pub fn token_payload_json(token: &str) -> Result<String, TokenError> {
 
 /// The purpose of an unverified token; [`Purpose::Unknown`] when it cannot be read.
 pub fn token_purpose(token: &str) -> Purpose {
-    decode::<StandardClaims>(token)
-        .map(|d| d.claims.purpose())
-        .unwrap_or(Purpose::Unknown)
+    match claimed_purpose(token) {
+        ClaimedPurpose::Known(purpose) => purpose,
+        ClaimedPurpose::Other(_) => Purpose::Unknown,
+    }
+}
+
+/// What an unverified token says it is for (spec §1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimedPurpose {
+    /// One of the purposes this crate has claims for.
+    Known(Purpose),
+    /// Any other `purpose` claim, as claimed; empty when the token cannot be read.
+    Other(String),
+}
+
+/// The purpose of an unverified token, keeping an unknown claim so it can be reported.
+pub fn claimed_purpose(token: &str) -> ClaimedPurpose {
+    let Ok(decoded) = decode::<StandardClaims>(token) else {
+        return ClaimedPurpose::Other(String::new());
+    };
+    match decoded.claims.purpose() {
+        Purpose::Unknown => ClaimedPurpose::Other(decoded.claims.purpose),
+        known => ClaimedPurpose::Known(known),
+    }
 }
 
 /// The header `alg` of an unverified token (`RS256`, `EdDSA`, …).

@@ -386,6 +386,29 @@ fn purpose_detection() {
         Purpose::Unknown
     );
     assert_eq!(token_purpose(&payload(r#"{"chs":true}"#)), Purpose::Unknown);
+    // The raw claim survives for reporting (the broker's "do not know how to handle").
+    assert_eq!(
+        claimed_purpose(&payload(r#"{"purpose":"choria_server"}"#)),
+        ClaimedPurpose::Known(Purpose::Server)
+    );
+    assert_eq!(
+        claimed_purpose(&payload(r#"{"sub":"choria_provisioning"}"#)),
+        ClaimedPurpose::Known(Purpose::Provisioning)
+    );
+    assert_eq!(
+        claimed_purpose(&payload(
+            r#"{"purpose":"other","sub":"choria_provisioning"}"#
+        )),
+        ClaimedPurpose::Other("other".into())
+    );
+    assert_eq!(
+        claimed_purpose(&payload(r#"{"purpose":7}"#)),
+        ClaimedPurpose::Other(String::new())
+    );
+    assert_eq!(
+        claimed_purpose("garbage"),
+        ClaimedPurpose::Other(String::new())
+    );
     // Fractional times are accepted and truncated.
     let claims = parse_provisioning_token_unverified(&payload(
         r#"{"sub":"choria_provisioning","exp":1.9e9,"nbf":1700000000.7}"#,

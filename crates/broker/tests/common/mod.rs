@@ -83,6 +83,52 @@ pub async fn assert_refused_at(site: &TestSite, url: &str, creds: Credentials, n
     }
 }
 
+/// Asserts that connecting with `creds` is refused, and by the `rule` of `reason`. The client
+/// only sees "authorization violation"; the broker's refusal counters say which rule it was.
+pub async fn assert_refused_by(
+    site: &TestSite,
+    creds: Credentials,
+    name: &str,
+    reason: &str,
+    rule: &str,
+) {
+    let metrics = site.broker().expect("a running broker").metrics().clone();
+    let before = metrics.refused(reason, rule);
+    assert_refused(site, creds, name).await;
+    assert!(
+        metrics.refused(reason, rule) > before,
+        "{name}: not refused by {reason}/{rule}; refusals so far:\n{}",
+        refusals(&metrics)
+    );
+}
+
+/// As [`assert_refused_by`] for any connection attempt the test makes itself.
+pub async fn refused_by<T>(
+    site: &TestSite,
+    reason: &str,
+    rule: &str,
+    attempt: impl std::future::Future<Output = T>,
+) -> T {
+    let metrics = site.broker().expect("a running broker").metrics().clone();
+    let before = metrics.refused(reason, rule);
+    let outcome = attempt.await;
+    assert!(
+        metrics.refused(reason, rule) > before,
+        "not refused by {reason}/{rule}; refusals so far:\n{}",
+        refusals(&metrics)
+    );
+    outcome
+}
+
+fn refusals(metrics: &choria_broker::metrics::Metrics) -> String {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("choria_broker_auth_refusals_total"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The (account, authorized user) of the connection named `name`, asked as the system user.
 pub async fn placement(site: &TestSite, name: &str) -> Option<(String, String)> {
     let system = site.connect_system().await.expect("system user connects");
