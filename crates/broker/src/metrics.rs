@@ -129,6 +129,37 @@ impl Metrics {
     }
 }
 
+/// Content type of the OpenMetrics exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text exposition.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites OpenMetrics text as the classic Prometheus format: a counter family is named
+/// after its `_total` samples, and `# UNIT`/`# EOF` lines go.
+pub fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            let is_counter = if *prefix == "# TYPE " {
+                tail == "counter"
+            } else {
+                openmetrics.contains(&format!("# TYPE {name} counter\n"))
+            };
+            (is_counter && !name.ends_with("_total"))
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 /// Serves `/metrics` on `listener` until `cancel` fires.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -137,16 +168,27 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let metrics = metrics.clone();
             async move {
-                (
-                    [(
-                        "content-type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.encode(),
-                )
+                // Prometheus asks for OpenMetrics; everything else (curl, promtool, older
+                // scrapers) gets the classic text format, as Go's promhttp negotiates.
+                let openmetrics = headers
+                    .get_all(axum::http::header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains("application/openmetrics-text"));
+                if openmetrics {
+                    (
+                        [("content-type", OPENMETRICS_CONTENT_TYPE)],
+                        metrics.encode(),
+                    )
+                } else {
+                    (
+                        [("content-type", TEXT_CONTENT_TYPE)],
+                        classic_text(&metrics.encode()),
+                    )
+                }
             }
         }),
     );
@@ -158,4 +200,31 @@ pub async fn serve(
 /// Binds the metrics listener (fails fast at start-up when the port is taken).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn classic_text_names_counters_after_their_samples() {
+        let metrics = super::Metrics::new();
+        metrics.undecodable.inc();
+        let text = super::classic_text(&metrics.encode());
+        assert!(
+            text.contains("# TYPE choria_broker_auth_undecodable_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP choria_broker_auth_undecodable_requests_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nchoria_broker_auth_undecodable_requests_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE choria_broker_nats_server_up gauge\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+    }
 }

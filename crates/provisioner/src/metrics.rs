@@ -87,7 +87,7 @@ pub struct Metrics {
     pub helper_errors: AtomicU64,
     /// `choria_provisioner_helper_shutdown_requests`.
     pub helper_shutdown_requests: AtomicU64,
-    /// `choria_provisioner_election_errors` (ours, B5).
+    /// `choria_provisioner_election_errors_total` (ours, B5).
     pub election_errors: AtomicU64,
     /// `choria_provisioner_leader` (ours): 1 while this instance leads.
     pub leader: AtomicI64,
@@ -258,7 +258,7 @@ impl Metrics {
                 self.helper_shutdown_requests.load(Ordering::Relaxed) as f64,
             ),
             (
-                "choria_provisioner_election_errors",
+                "choria_provisioner_election_errors_total",
                 "counter",
                 "Leader election rounds that failed with an error",
                 self.election_errors.load(Ordering::Relaxed) as f64,
@@ -302,11 +302,11 @@ impl Metrics {
         let helper = *lock(&self.helper_time);
         let _ = writeln!(out, "# HELP choria_provisioner_helper_time Time taken by helper runs\n# TYPE choria_provisioner_helper_time summary\nchoria_provisioner_helper_time_sum{{site=\"{site}\"}} {}\nchoria_provisioner_helper_time_count{{site=\"{site}\"}} {}", helper.sum, helper.count);
 
-        let _ = writeln!(out, "# HELP choria_provisioner_outcomes Node passes by outcome and reason\n# TYPE choria_provisioner_outcomes counter");
+        let _ = writeln!(out, "# HELP choria_provisioner_outcomes_total Node passes by outcome and reason\n# TYPE choria_provisioner_outcomes_total counter");
         for ((outcome, reason), n) in lock(&self.outcomes).iter() {
             let _ = writeln!(
                 out,
-                "choria_provisioner_outcomes{{outcome=\"{}\",reason=\"{}\",site=\"{site}\"}} {n}",
+                "choria_provisioner_outcomes_total{{outcome=\"{}\",reason=\"{}\",site=\"{site}\"}} {n}",
                 escape(outcome),
                 escape(reason)
             );
@@ -394,7 +394,7 @@ mod tests {
             "choria_provisioner_rpc_time_count{rpc=\"choria_provision#jwt\",site=\"TEST\"} 1",
             "choria_provisioner_rpc_errors{rpc=\"rpcutil#inventory\",site=\"TEST\"} 1",
             "choria_provisioner_helper_time_count{site=\"TEST\"} 1",
-            "choria_provisioner_outcomes{outcome=\"failed\",reason=\"helper\",site=\"TEST\"} 1",
+            "choria_provisioner_outcomes_total{outcome=\"failed\",reason=\"helper\",site=\"TEST\"} 1",
             "choria_provisioner_stage_seconds_bucket{le=\"0.025\",site=\"TEST\",stage=\"helper\"} 1",
             "choria_provisioner_stage_seconds_bucket{le=\"0.01\",site=\"TEST\",stage=\"helper\"} 0",
         ] {

@@ -131,7 +131,7 @@ pub enum UpgradeError {
 }
 
 impl PassError {
-    /// Short reason label for `choria_provisioner_outcomes`.
+    /// Short reason label for `choria_provisioner_outcomes_total`.
     pub fn reason(&self) -> &'static str {
         match self {
             PassError::Paused(_) => "paused",
