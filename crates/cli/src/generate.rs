@@ -58,8 +58,8 @@ mod tests {
     #[test]
     fn man_page_names_the_command_and_its_subcommands() {
         let mut out = Vec::new();
-        write(Generate::Man, sample(), &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        write(Generate::Man, sample(), &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf-8");
         assert!(
             text.starts_with(".ie") || text.contains(".TH sample"),
             "{text}"
@@ -77,8 +77,8 @@ mod tests {
             Generate::CompleteElvish,
         ] {
             let mut out = Vec::new();
-            write(kind, sample(), &mut out).unwrap();
-            let text = String::from_utf8(out).unwrap();
+            write(kind, sample(), &mut out).expect("render");
+            let text = String::from_utf8(out).expect("utf-8");
             assert!(
                 text.contains("sample") && text.contains("run"),
                 "{kind:?}: {text}"
