@@ -1,22 +1,21 @@
-//! NATS connections for a node (spec §4.5): anonymous unverified TLS plus the
-//! provisioning JWT in `auth_token` while provisioning; CA-verified TLS plus server JWT
-//! and nonce signature once provisioned. Reconnects forever with capped, jittered backoff.
+//! A login: brokers, name, inbox, TLS, what CONNECT presents, timeout and reconnects,
+//! turned into `ConnectOptions` and a connected `async_nats::Client`.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::rustls;
-use async_nats::{Auth, AuthError, ConnectOptions};
-use base64::Engine as _;
+use async_nats::{Auth, ConnectOptions, ServerAddr};
+use choria_tokens::Ed25519Seed;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::resolve::BrokerUrl;
+use crate::error::ConnectError;
+use crate::tls::Tls;
 
-/// Longest wait between reconnect attempts (spec: jittered backoff up to 20 s).
+/// Longest wait between reconnect attempts with [`Reconnect::Jittered`] (spec: jittered
+/// backoff up to 20 s).
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(20);
-/// Longest wait between initial connection attempts.
+/// Longest wait between initial attempts of [`Login::connect_until_cancelled`].
 pub const MAX_INITIAL_DELAY: Duration = Duration::from_secs(5);
 /// Default connect timeout (`plugin.choria.network.connect_timeout`). Upstream's default is
 /// 2 s; when thousands of machines power on at once, a broker needs longer than that for
@@ -32,212 +31,256 @@ pub fn connect_timeout(
 ) -> Result<Duration, choria_config::ConfigError> {
     config.get_duration_or("plugin.choria.network.connect_timeout", CONNECT_TIMEOUT)
 }
-/// Messages buffered per subscription before NATS drops them (keeps per-node memory small).
-pub const SUBSCRIPTION_CAPACITY: usize = 64;
 
-/// How a node authenticates.
-#[derive(Clone)]
-pub enum Credentials {
-    /// Provisioning mode: the provisioning JWT verbatim as `auth_token`, optional user/pass.
-    Provisioning {
-        /// The file's contents (sent unmodified).
-        jwt: String,
-        /// `chusr`/`chpwd` when both are set.
-        user: Option<(String, String)>,
-    },
-    /// Normal mode with JWT security: server JWT in `auth_token` and `jwt`, nonce signed.
-    ServerJwt {
-        /// The server JWT (trimmed).
-        jwt: String,
-        /// The node's seed (boxed: it dwarfs the other variants).
-        seed: Box<choria_tokens::Ed25519Seed>,
-        /// Client certificate and key shown to brokers in mtls mode
-        /// (`plugin.security.choria.certificate` / `.key`).
-        certificate: Option<(PathBuf, PathBuf)>,
-    },
-    /// Normal mode with mTLS: the certificate is the credential.
-    Certificate {
-        /// Certificate PEM path.
-        cert: PathBuf,
-        /// Private key PEM path.
-        key: PathBuf,
-    },
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Tokens, passwords and seeds are secrets: name the kind only.
-        f.write_str(match self {
-            Credentials::Provisioning { .. } => "Credentials::Provisioning",
-            Credentials::ServerJwt { .. } => "Credentials::ServerJwt",
-            Credentials::Certificate { .. } => "Credentials::Certificate",
+/// Parses broker URLs (`tls://host:port`, `nats://host:port`, `wss://...`, or `host:port`).
+pub fn parse_servers<S: AsRef<str>>(
+    urls: impl IntoIterator<Item = S>,
+) -> Result<Vec<ServerAddr>, ConnectError> {
+    urls.into_iter()
+        .map(|url| {
+            let url = url.as_ref();
+            url.parse().map_err(|source| ConnectError::InvalidServer {
+                url: url.to_string(),
+                source,
+            })
         })
-    }
+        .collect()
 }
 
-/// Everything needed to connect one node.
+/// One connection to a broker as a Choria identity.
 #[derive(Debug, Clone)]
-pub struct ConnectSpec {
-    /// Brokers to try.
-    pub servers: Vec<BrokerUrl>,
-    /// Connection name (the identity).
+pub struct Login {
+    /// Brokers to try (async-nats also adds those the broker announces).
+    pub servers: Vec<ServerAddr>,
+    /// Connection name: the identity, shown in the broker's connection lists.
     pub name: String,
-    /// Inbox prefix (`<collective>.reply[.<md5 id>]`).
-    pub inbox_prefix: String,
-    /// How to authenticate.
-    pub credentials: Credentials,
-    /// CA to verify the broker with; `None` means unverified anonymous TLS.
-    pub ca: Option<PathBuf>,
-    /// How long one connection attempt (TCP, TLS and CONNECT) may take.
+    /// Inbox prefix for request replies, when the broker only lets this identity
+    /// subscribe under its reply subjects (`<collective>.reply.<md5 id>`).
+    pub inbox_prefix: Option<String>,
+    /// TLS.
+    pub tls: Tls,
+    /// CONNECT `user`/`pass`.
+    pub user: Option<UserPassword>,
+    /// CONNECT `auth_token` (and `jwt` plus `sig` for a signed token).
+    pub token: Option<Token>,
+    /// How long one attempt (TCP, TLS and CONNECT) may take.
     pub connect_timeout: Duration,
+    /// What happens when the first attempt fails or the connection drops.
+    pub reconnect: Reconnect,
+    /// Messages buffered per subscription, and commands per client, before async-nats
+    /// drops or waits; `None` keeps async-nats' defaults. Small values keep memory low in
+    /// processes that hold thousands of connections (a simulated fleet).
+    pub capacity: Option<usize>,
 }
 
-/// Errors connecting.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// TLS material could not be loaded.
-    #[error("TLS setup failed: {0}")]
-    Tls(String),
-    /// Shutdown was requested before a connection was made.
-    #[error("cancelled before connecting")]
-    Cancelled,
-    /// No broker address to use.
-    #[error("no brokers to connect to")]
-    NoServers,
+/// CONNECT `user` and `pass`. Debug shows the user only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserPassword {
+    /// User name.
+    pub user: String,
+    /// Password (secret).
+    pub password: String,
 }
 
-/// Stops async-nats from reading the system's root certificates on every connection.
-///
-/// async-nats 0.51 loads (and then discards) the whole system root store for every TLS
-/// connection that brings its own rustls configuration (nats-io/nats.rs#1622). Nodes always
-/// bring their own, the site CA or unverified TLS while provisioning, and never trust the
-/// system roots. Profiling a simulated fleet put a quarter of its CPU time in that loading,
-/// so processes that only run nodes point the loader at an empty file.
-///
-/// It sets process environment: call it before any other thread starts, and only in a
-/// process whose NATS connections all bring their own trust roots.
-pub fn skip_unused_system_roots() {
-    std::env::set_var("SSL_CERT_FILE", "/dev/null");
-    std::env::remove_var("SSL_CERT_DIR");
-}
-
-/// Connects, retrying the initial connection with 0.5–5 s backoff until `cancel` fires.
-pub async fn connect(
-    spec: &ConnectSpec,
-    cancel: &CancellationToken,
-) -> Result<async_nats::Client, ConnectError> {
-    if spec.servers.is_empty() {
-        return Err(ConnectError::NoServers);
+impl UserPassword {
+    /// A user name and its password.
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> UserPassword {
+        UserPassword {
+            user: user.into(),
+            password: password.into(),
+        }
     }
-    let addrs: Vec<async_nats::ServerAddr> = spec
-        .servers
-        .iter()
-        .filter_map(|url| {
-            // The node always speaks TLS; `nats://` is upgraded by the server's INFO.
-            let scheme = if url.scheme == "nats" {
-                "tls"
-            } else {
-                url.scheme.as_str()
-            };
-            format!("{scheme}://{}:{}", bracket(&url.host), url.port)
-                .parse()
-                .ok()
+}
+
+impl std::fmt::Debug for UserPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPassword")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Choria JWT a connection presents. Debug names the kind only.
+#[derive(Clone)]
+pub enum Token {
+    /// Sent verbatim (not trimmed) as `auth_token`, without `jwt` or a nonce signature:
+    /// the provisioning JWT of a node in provisioning mode (spec §4.5).
+    Bearer(String),
+    /// A server or client JWT sent as `auth_token` and `jwt`, with the broker's nonce
+    /// signed by `seed` (the key the JWT's `public_key` names) as `sig`.
+    Signed {
+        /// The JWT.
+        jwt: String,
+        /// The ed25519 seed matching the JWT's public key.
+        seed: Arc<Ed25519Seed>,
+    },
+}
+
+impl Token {
+    /// A JWT whose holder proves itself by signing the broker's nonce with `seed`.
+    pub fn signed(jwt: impl Into<String>, seed: Ed25519Seed) -> Token {
+        Token::Signed {
+            jwt: jwt.into(),
+            seed: Arc::new(seed),
+        }
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // JWTs are bearer secrets: name the kind only.
+        f.write_str(match self {
+            Token::Bearer(_) => "Token::Bearer",
+            Token::Signed { .. } => "Token::Signed",
         })
-        .collect();
-    if addrs.is_empty() {
-        return Err(ConnectError::NoServers);
     }
-    let mut attempt = 0u32;
-    loop {
-        let options = options(spec)?;
-        tokio::select! {
-            () = cancel.cancelled() => return Err(ConnectError::Cancelled),
-            result = options.connect(addrs.clone()) => match result {
-                Ok(client) => return Ok(client),
-                Err(err) => {
-                    tracing::warn!(node = %spec.name, error = %err, attempt, "could not connect to the broker, retrying");
+}
+
+/// What happens when the first attempt fails and when an established connection drops.
+/// Dropped connections are always retried, forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reconnect {
+    /// [`Login::connect`] reports a failed first attempt; a dropped connection is retried
+    /// with async-nats' backoff (up to 4 s).
+    #[default]
+    Default,
+    /// [`Login::connect`] returns at once and async-nats makes the first connection in the
+    /// background, retrying as for drops: the provisioner, which may start before the
+    /// broker's authorization service does.
+    InBackground,
+    /// A dropped connection is retried with jittered backoff doubling from 0.5 s up to
+    /// [`MAX_RECONNECT_DELAY`], so a fleet does not reconnect in lockstep after a broker
+    /// restart: nodes.
+    Jittered,
+}
+
+impl Login {
+    /// A login to `servers` as `name` over `tls` presenting no credentials, with
+    /// [`CONNECT_TIMEOUT`], [`Reconnect::Default`], no inbox prefix and default capacities.
+    pub fn new(servers: Vec<ServerAddr>, name: impl Into<String>, tls: Tls) -> Login {
+        Login {
+            servers,
+            name: name.into(),
+            inbox_prefix: None,
+            tls,
+            user: None,
+            token: None,
+            connect_timeout: CONNECT_TIMEOUT,
+            reconnect: Reconnect::Default,
+            capacity: None,
+        }
+    }
+
+    /// The async-nats options for this login (everything but the servers), for callers
+    /// that add to them; TLS files are read now.
+    pub fn options(&self) -> Result<ConnectOptions, ConnectError> {
+        let (user, token) = (self.user.clone(), self.token.clone());
+        let mut options = ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
+            let auth = authenticate(user.as_ref(), token.as_ref(), &nonce);
+            async move { Ok(auth) }
+        });
+        options = self
+            .tls
+            .apply(options)?
+            .name(&self.name)
+            .connection_timeout(self.connect_timeout)
+            .max_reconnects(None);
+        if let Some(prefix) = &self.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
+        if let Some(capacity) = self.capacity {
+            options = options
+                .subscription_capacity(capacity)
+                .client_capacity(capacity);
+        }
+        Ok(match self.reconnect {
+            Reconnect::Default => options,
+            Reconnect::InBackground => options.retry_on_initial_connect(),
+            Reconnect::Jittered => options.reconnect_delay_callback(|attempts| {
+                jitter(
+                    Duration::from_millis(500).saturating_mul(1 << attempts.min(6) as u32),
+                    MAX_RECONNECT_DELAY,
+                )
+            }),
+        })
+    }
+
+    /// Connects (one attempt, or in the background with [`Reconnect::InBackground`]).
+    pub async fn connect(&self) -> Result<async_nats::Client, ConnectError> {
+        if self.servers.is_empty() {
+            return Err(ConnectError::NoServers);
+        }
+        self.options()?
+            .connect(self.servers.as_slice())
+            .await
+            .map_err(|source| self.failed(source))
+    }
+
+    /// Connects, retrying failed first attempts with jittered 0.5–5 s backoff until
+    /// `cancel` fires. TLS files are read again for every attempt, so files that appear
+    /// or change meanwhile are picked up; a file that cannot be used ends the retries.
+    pub async fn connect_until_cancelled(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<async_nats::Client, ConnectError> {
+        if self.servers.is_empty() {
+            return Err(ConnectError::NoServers);
+        }
+        let mut attempt = 0u32;
+        loop {
+            let options = self.options()?;
+            tokio::select! {
+                () = cancel.cancelled() => return Err(ConnectError::Cancelled),
+                result = options.connect(self.servers.as_slice()) => match result {
+                    Ok(client) => return Ok(client),
+                    Err(err) => {
+                        tracing::warn!(name = %self.name, error = %err, attempt, "could not connect to the broker, retrying");
+                    }
                 }
             }
-        }
-        attempt = attempt.saturating_add(1);
-        let delay = jitter(
-            Duration::from_millis(500).saturating_mul(1 << attempt.min(4)),
-            MAX_INITIAL_DELAY,
-        );
-        tokio::select! {
-            () = cancel.cancelled() => return Err(ConnectError::Cancelled),
-            () = tokio::time::sleep(delay) => {}
-        }
-    }
-}
-
-fn bracket(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    }
-}
-
-fn options(spec: &ConnectSpec) -> Result<ConnectOptions, ConnectError> {
-    let credentials = spec.credentials.clone();
-    let mut options = ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
-        let credentials = credentials.clone();
-        async move { authenticate(&credentials, &nonce) }
-    });
-    let tls = match (&spec.ca, &spec.credentials) {
-        (None, _) => anonymous_tls(),
-        (Some(ca), Credentials::Certificate { cert, key })
-        | (
-            Some(ca),
-            Credentials::ServerJwt {
-                certificate: Some((cert, key)),
-                ..
-            },
-        ) => verified_tls(ca, Some((cert, key)))?,
-        (Some(ca), _) => verified_tls(ca, None)?,
-    };
-    options = options
-        .name(&spec.name)
-        .tls_client_config(tls)
-        .require_tls(true)
-        .connection_timeout(spec.connect_timeout)
-        .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            jitter(
-                Duration::from_millis(500).saturating_mul(1 << attempts.min(6) as u32),
-                MAX_RECONNECT_DELAY,
-            )
-        })
-        .custom_inbox_prefix(&spec.inbox_prefix)
-        .subscription_capacity(SUBSCRIPTION_CAPACITY)
-        .client_capacity(SUBSCRIPTION_CAPACITY);
-    Ok(options)
-}
-
-fn authenticate(credentials: &Credentials, nonce: &[u8]) -> Result<Auth, AuthError> {
-    let mut auth = Auth::new();
-    match credentials {
-        Credentials::Provisioning { jwt, user } => {
-            auth.token = Some(jwt.clone());
-            if let Some((user, pass)) = user {
-                auth.username = Some(user.clone());
-                auth.password = Some(pass.clone());
+            attempt = attempt.saturating_add(1);
+            let delay = jitter(
+                Duration::from_millis(500).saturating_mul(1 << attempt.min(4)),
+                MAX_INITIAL_DELAY,
+            );
+            tokio::select! {
+                () = cancel.cancelled() => return Err(ConnectError::Cancelled),
+                () = tokio::time::sleep(delay) => {}
             }
         }
-        Credentials::ServerJwt { jwt, seed, .. } => {
+    }
+
+    fn failed(&self, source: async_nats::ConnectError) -> ConnectError {
+        ConnectError::Nats {
+            servers: self
+                .servers
+                .iter()
+                .map(ServerAddr::as_url_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            source,
+        }
+    }
+}
+
+/// The CONNECT fields for `user` and `token`, given the nonce of the broker's INFO.
+fn authenticate(user: Option<&UserPassword>, token: Option<&Token>, nonce: &[u8]) -> Auth {
+    let mut auth = Auth::new();
+    if let Some(user) = user {
+        auth.username = Some(user.user.clone());
+        auth.password = Some(user.password.clone());
+    }
+    match token {
+        None => {}
+        Some(Token::Bearer(jwt)) => auth.token = Some(jwt.clone()),
+        Some(Token::Signed { jwt, seed }) => {
             auth.token = Some(jwt.clone());
             auth.jwt = Some(jwt.clone());
-            let signature = choria_tokens::sign_nonce(seed, nonce);
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(signature)
-                .map_err(|_| AuthError::new("could not encode the nonce signature"))?;
-            auth.signature = Some(raw);
+            // async-nats sends it base64url without padding, as the broker expects.
+            auth.signature = Some(seed.sign(nonce).to_vec());
         }
-        Credentials::Certificate { .. } => {}
     }
-    Ok(auth)
+    auth
 }
 
 fn jitter(base: Duration, cap: Duration) -> Duration {
@@ -245,149 +288,106 @@ fn jitter(base: Duration, cap: Duration) -> Duration {
     base.mul_f64(rand::thread_rng().gen_range(0.5..1.0))
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
 
-/// TLS 1.2+ without verifying the broker certificate and without a client certificate:
-/// what provisioning mode uses (the broker places such connections in `provisioning` only
-/// with a valid provisioning token).
-pub fn anonymous_tls() -> rustls::ClientConfig {
-    let provider = provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS)
-        });
-    builder
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(danger::NoVerification(provider)))
-        .with_no_client_auth()
-}
+    use super::*;
 
-fn verified_tls(
-    ca: &Path,
-    client: Option<(&PathBuf, &PathBuf)>,
-) -> Result<rustls::ClientConfig, ConnectError> {
-    let pem_text = std::fs::read(ca)
-        .map_err(|e| ConnectError::Tls(format!("could not read CA {}: {e}", ca.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for block in pem::parse_many(&pem_text)
-        .map_err(|e| ConnectError::Tls(format!("CA {}: {e}", ca.display())))?
-    {
-        if block.tag() == "CERTIFICATE" {
-            roots
-                .add(rustls::pki_types::CertificateDer::from(
-                    block.contents().to_vec(),
-                ))
-                .map_err(|e| ConnectError::Tls(format!("CA {}: {e}", ca.display())))?;
-        }
+    #[test]
+    fn a_provisioning_token_goes_verbatim_in_auth_token_without_a_signature() {
+        let user = UserPassword::new("chusr", "chpwd");
+        let token = Token::Bearer("prov.jwt\n".into());
+        let auth = authenticate(Some(&user), Some(&token), b"nonce");
+        assert_eq!(auth.token.as_deref(), Some("prov.jwt\n"));
+        assert_eq!(auth.jwt, None);
+        assert_eq!(auth.signature, None);
+        assert_eq!(auth.username.as_deref(), Some("chusr"));
+        assert_eq!(auth.password.as_deref(), Some("chpwd"));
     }
-    if roots.is_empty() {
-        return Err(ConnectError::Tls(format!(
-            "CA {} holds no certificate",
-            ca.display()
-        )));
+
+    #[test]
+    fn a_signed_token_fills_auth_token_jwt_and_the_nonce_signature() {
+        let seed = Ed25519Seed::generate();
+        let public = seed.public_key_bytes();
+        let token = Token::signed("server.jwt", seed);
+        let auth = authenticate(None, Some(&token), b"the-nonce");
+        assert_eq!(auth.token.as_deref(), Some("server.jwt"));
+        assert_eq!(auth.jwt.as_deref(), Some("server.jwt"));
+        assert_eq!(auth.username, None);
+        let signature = auth.signature.expect("signature");
+        // What the broker checks: base64url of the raw signature over the nonce's bytes.
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
+        choria_tokens::verify_nonce(&public, b"the-nonce", &encoded).expect("verifies");
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::Tls(e.to_string()))?
-        .with_root_certificates(roots);
-    match client {
-        None => Ok(builder.with_no_client_auth()),
-        Some((cert, key)) => {
-            let certs = std::fs::read(cert)
-                .ok()
-                .and_then(|text| pem::parse_many(text).ok())
-                .map(|blocks| {
-                    blocks
-                        .into_iter()
-                        .filter(|b| b.tag() == "CERTIFICATE")
-                        .map(|b| rustls::pki_types::CertificateDer::from(b.contents().to_vec()))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| {
-                    ConnectError::Tls(format!("could not read certificate {}", cert.display()))
-                })?;
-            let key_pem = std::fs::read(key)
-                .ok()
-                .and_then(|text| pem::parse(text).ok())
-                .ok_or_else(|| {
-                    ConnectError::Tls(format!("could not read private key {}", key.display()))
-                })?;
-            let key_der = match key_pem.tag() {
-                "RSA PRIVATE KEY" => {
-                    rustls::pki_types::PrivateKeyDer::Pkcs1(key_pem.contents().to_vec().into())
-                }
-                "EC PRIVATE KEY" => {
-                    rustls::pki_types::PrivateKeyDer::Sec1(key_pem.contents().to_vec().into())
-                }
-                _ => rustls::pki_types::PrivateKeyDer::Pkcs8(key_pem.contents().to_vec().into()),
-            };
-            builder.with_client_auth_cert(certs, key_der).map_err(|e| {
-                ConnectError::Tls(format!("client certificate {}: {e}", cert.display()))
-            })
-        }
+
+    #[test]
+    fn nothing_to_present_leaves_connect_empty() {
+        let auth = authenticate(None, None, b"n");
+        assert_eq!(
+            (auth.token, auth.jwt, auth.username, auth.signature),
+            (None, None, None, None)
+        );
     }
-}
 
-/// The unverified-TLS certificate verifier, kept apart because it is dangerous.
-mod danger {
-    use std::sync::Arc;
-
-    use async_nats::rustls;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::DigitallySignedStruct;
-
-    /// Accepts any broker certificate but still checks handshake signatures, so the
-    /// session is encrypted to whoever holds the presented key.
-    #[derive(Debug)]
-    pub struct NoVerification(pub Arc<rustls::crypto::CryptoProvider>);
-
-    impl ServerCertVerifier for NoVerification {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let seed = Ed25519Seed::generate();
+        let login = Login {
+            user: Some(UserPassword::new("provisioner", "s3cret-password")),
+            token: Some(Token::signed("eyJhbGciOi.secret-jwt.sig", seed.clone())),
+            ..Login::new(
+                parse_servers(["tls://127.0.0.1:4222"]).unwrap(),
+                "n1",
+                Tls::Anonymous,
             )
+        };
+        let text = format!("{login:?} {:?}", Token::Bearer("prov-secret-jwt".into()));
+        for secret in [
+            "s3cret-password",
+            "secret-jwt",
+            "prov-secret-jwt",
+            &seed.to_hex(),
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
+        assert!(text.contains("provisioner"), "{text}");
+    }
 
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
+    #[test]
+    fn servers_that_do_not_parse_are_named() {
+        let err = parse_servers(["tls://ok:4222", "tls://bad host:4222"]).unwrap_err();
+        assert!(
+            matches!(&err, ConnectError::InvalidServer { url, .. } if url == "tls://bad host:4222"),
+            "{err:?}"
+        );
+    }
 
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
+    #[tokio::test]
+    async fn no_servers_is_refused_before_any_attempt() {
+        let login = Login::new(Vec::new(), "n1", Tls::Anonymous);
+        assert!(matches!(
+            login.connect().await,
+            Err(ConnectError::NoServers)
+        ));
+        assert!(matches!(
+            login
+                .connect_until_cancelled(&CancellationToken::new())
+                .await,
+            Err(ConnectError::NoServers)
+        ));
+    }
+
+    #[test]
+    fn options_fail_on_unusable_tls_files() {
+        let login = Login::new(
+            parse_servers(["tls://127.0.0.1:4222"]).unwrap(),
+            "n1",
+            Tls::verified("/nonexistent/ca.pem"),
+        );
+        assert!(matches!(
+            login.options(),
+            Err(ConnectError::Tls(crate::TlsError::Read { .. }))
+        ));
     }
 }
