@@ -11,8 +11,8 @@
 //!
 //! What CONNECT carries follows the spec (choria-broker §2.1, choria-server §4.5): a
 //! provisioning JWT goes verbatim in `auth_token` with no signature ([`Token::Bearer`]); a
-//! server or client JWT goes in `auth_token` and `jwt`, with the broker's nonce signed by
-//! the identity's ed25519 seed ([`Token::Signed`]).
+//! server or client JWT goes in `auth_token` (and, as Choria's connector does, `jwt`), with
+//! the broker's nonce signed by the identity's ed25519 seed ([`Token::Signed`]).
 //!
 //! # Layout
 //! * [`login`]: [`Login`], [`Token`], [`UserPassword`], [`Reconnect`], [`parse_servers`].

@@ -106,22 +106,28 @@ pub enum Token {
     /// Sent verbatim (not trimmed) as `auth_token`, without `jwt` or a nonce signature:
     /// the provisioning JWT of a node in provisioning mode (spec §4.5).
     Bearer(String),
-    /// A server or client JWT sent as `auth_token` and `jwt`, with the broker's nonce
-    /// signed by `seed` (the key the JWT's `public_key` names) as `sig`.
+    /// A server or client JWT sent as `auth_token`, with the broker's nonce signed by
+    /// `seed` (the key the JWT's `public_key` names) as `sig`.
     Signed {
         /// The JWT.
         jwt: String,
         /// The ed25519 seed matching the JWT's public key.
         seed: Arc<Ed25519Seed>,
+        /// Also send the JWT as CONNECT `jwt`, as Choria's connector does (spec
+        /// choria-broker §2.1). Nothing reads it (nats-server in config mode discards it,
+        /// the broker reads `auth_token`), but it doubles the CONNECT line.
+        mirror_in_jwt: bool,
     },
 }
 
 impl Token {
-    /// A JWT whose holder proves itself by signing the broker's nonce with `seed`.
+    /// A JWT whose holder proves itself by signing the broker's nonce with `seed`, sent
+    /// as Choria's connector sends it (in `auth_token` and `jwt`).
     pub fn signed(jwt: impl Into<String>, seed: Ed25519Seed) -> Token {
         Token::Signed {
             jwt: jwt.into(),
             seed: Arc::new(seed),
+            mirror_in_jwt: true,
         }
     }
 }
@@ -273,9 +279,13 @@ fn authenticate(user: Option<&UserPassword>, token: Option<&Token>, nonce: &[u8]
     match token {
         None => {}
         Some(Token::Bearer(jwt)) => auth.token = Some(jwt.clone()),
-        Some(Token::Signed { jwt, seed }) => {
+        Some(Token::Signed {
+            jwt,
+            seed,
+            mirror_in_jwt,
+        }) => {
             auth.token = Some(jwt.clone());
-            auth.jwt = Some(jwt.clone());
+            auth.jwt = mirror_in_jwt.then(|| jwt.clone());
             // async-nats sends it base64url without padding, as the broker expects.
             auth.signature = Some(seed.sign(nonce).to_vec());
         }
@@ -319,6 +329,19 @@ mod tests {
         // What the broker checks: base64url of the raw signature over the nonce's bytes.
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
         choria_tokens::verify_nonce(&public, b"the-nonce", &encoded).expect("verifies");
+    }
+
+    #[test]
+    fn an_unmirrored_signed_token_leaves_jwt_empty() {
+        let token = Token::Signed {
+            jwt: "client.jwt".into(),
+            seed: Arc::new(Ed25519Seed::generate()),
+            mirror_in_jwt: false,
+        };
+        let auth = authenticate(None, Some(&token), b"the-nonce");
+        assert_eq!(auth.token.as_deref(), Some("client.jwt"));
+        assert_eq!(auth.jwt, None);
+        assert!(auth.signature.is_some());
     }
 
     #[test]

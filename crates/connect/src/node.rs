@@ -107,6 +107,7 @@ impl ConnectSpec {
                 Some(Token::Signed {
                     jwt: jwt.clone(),
                     seed: Arc::new(seed.as_ref().clone()),
+                    mirror_in_jwt: true,
                 }),
                 certificate.as_ref().map(|(cert, key)| ClientCertificate {
                     cert: cert.clone(),

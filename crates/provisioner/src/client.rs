@@ -321,6 +321,7 @@ impl ClientSettings {
                 Some(Token::Signed {
                     jwt: token.clone(),
                     seed: seed.clone(),
+                    mirror_in_jwt: true,
                 }),
                 certificate.clone(),
             ),

@@ -406,7 +406,12 @@ impl TestSite {
                 .user
                 .map(|(user, password)| UserPassword::new(user, password)),
             token: match (credentials.token, credentials.seed) {
-                (Some(jwt), Some(seed)) => Some(Token::signed(jwt, seed)),
+                // Exactly what the test gives: the token once, in `auth_token`.
+                (Some(jwt), Some(seed)) => Some(Token::Signed {
+                    jwt,
+                    seed: std::sync::Arc::new(seed),
+                    mirror_in_jwt: false,
+                }),
                 (Some(jwt), None) => Some(Token::Bearer(jwt)),
                 // A signature without a token proves nothing to the broker.
                 (None, _) => None,
