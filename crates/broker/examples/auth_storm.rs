@@ -81,8 +81,7 @@ fn main() -> anyhow::Result<()> {
     // async-nats re-reads the system root store on every connection (nats-io/nats.rs#1622),
     // which would put the bench client's own CPU into both storms; every connection here
     // brings the site CA. Set before the runtime starts any thread.
-    std::env::set_var("SSL_CERT_FILE", "/dev/null");
-    std::env::remove_var("SSL_CERT_DIR");
+    choria_connect::skip_unused_system_roots();
     tokio::runtime::Runtime::new()?.block_on(run())
 }
 
@@ -104,28 +103,24 @@ async fn run() -> anyhow::Result<()> {
     let _native =
         choria_testkit::start_config(native_dir.path(), &native_conf, native_port).await?;
 
-    let (url, ca, token) = (
-        site.broker_url.clone(),
-        site.ca_path.clone(),
-        site.provisioning_token.clone(),
-    );
+    let mut login = site.login(
+        &site.broker_url,
+        Credentials {
+            token: Some(site.provisioning_token.clone()),
+            ..Default::default()
+        },
+        "storm-node",
+    )?;
+    login.connect_timeout = Duration::from_secs(30);
     // warm up both paths once
     site.connect_provisioning_node("warmup").await?;
     let callout = storm(connections, concurrency, move || {
-        let (url, ca) = (url.clone(), ca.clone());
-        let creds = Credentials {
-            token: Some(token.clone()),
-            ..Default::default()
-        };
+        let login = login.clone();
         Box::pin(async move {
-            creds
-                .into_options()
-                .add_root_certificates(ca)
-                .require_tls(true)
-                .connection_timeout(Duration::from_secs(30))
-                .name("storm-node")
-                .connect(url)
-                .await
+            let options = login
+                .options()
+                .map_err(|_| async_nats::ConnectError::new(async_nats::ConnectErrorKind::Tls))?;
+            options.connect(login.servers).await
         })
     })
     .await;

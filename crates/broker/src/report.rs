@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use choria_connect::{parse_servers, ClientCertificate, Login, Tls, Token, UserPassword};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,9 @@ pub enum ReportError {
         /// Its error object.
         error: String,
     },
+    /// Connecting as the system user failed.
+    #[error("connecting as the system user: {0}")]
+    Connect(#[source] choria_connect::ConnectError),
     /// No server answered.
     #[error("no server answered {0} (is the user in the system account?)")]
     NoAnswer(&'static str),
@@ -99,7 +103,9 @@ pub struct SystemLogin {
     pub certificate: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
-/// Connects as the system user.
+/// Connects as the system user: its user and password, the client JWT signing the nonce
+/// in JWT mode, the client certificate in mTLS mode; TLS verified with `ca` (the
+/// system's roots when there is none).
 pub async fn connect_system(login: SystemLogin) -> Result<async_nats::Client, ReportError> {
     let SystemLogin {
         url,
@@ -110,33 +116,25 @@ pub async fn connect_system(login: SystemLogin) -> Result<async_nats::Client, Re
         seed,
         certificate,
     } = login;
-    let mut options = async_nats::ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
-        let (user, password, token, seed) =
-            (user.clone(), password.clone(), token.clone(), seed.clone());
-        async move {
-            let mut auth = async_nats::Auth::new();
-            auth.username = Some(user);
-            auth.password = Some(password);
-            auth.token = token;
-            auth.signature = seed.map(|s| s.sign(&nonce).to_vec());
-            Ok(auth)
-        }
-    })
-    .name("choria broker server report")
-    .require_tls(true);
-    if let Some(ca) = ca {
-        options = options.add_root_certificates(ca);
+    let client = certificate.map(|(cert, key)| ClientCertificate { cert, key });
+    let tls = match ca {
+        Some(ca) => Tls::Verified { ca, client },
+        None => Tls::SystemRoots { client },
+    };
+    let token = match (token, seed) {
+        (Some(jwt), Some(seed)) => Some(Token::signed(jwt, seed)),
+        (Some(jwt), None) => Some(Token::Bearer(jwt)),
+        (None, _) => None,
+    };
+    let servers = parse_servers([&url]).map_err(ReportError::Connect)?;
+    Login {
+        user: Some(UserPassword::new(user, password)),
+        token,
+        ..Login::new(servers, "choria broker server report", tls)
     }
-    if let Some((cert, key)) = certificate {
-        options = options.add_client_certificate(cert, key);
-    }
-    options
-        .connect(&url)
-        .await
-        .map_err(|e| ReportError::Request {
-            subject: "CONNECT",
-            reason: format!("connecting to {url} as the system user: {e}"),
-        })
+    .connect()
+    .await
+    .map_err(ReportError::Connect)
 }
 
 /// Collects the connections of `account` from every server that answers within `wait`.

@@ -124,6 +124,7 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
                 Ok(auth)
             }
         }))
+        .expect("site TLS")
         .name("replay-source")
         .connect(&site.broker_url)
         .await;
@@ -149,6 +150,7 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
                 }
             },
         ))
+        .expect("site TLS")
         .name("replay")
         .connect(&site.broker_url),
     )

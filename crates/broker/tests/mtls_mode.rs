@@ -6,6 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use choria_connect::{ClientCertificate, Tls};
 use choria_testkit::site::{Credentials, SiteOptions, TestSite};
 use common::*;
 
@@ -41,10 +42,15 @@ async fn connect_cert(
         token,
         seed: None,
     };
-    site.tls_options(creds.into_options())
-        .add_client_certificate(cert, key)
-        .name(name)
-        .connect(&site.broker_url)
+    let mut login = site.login(&site.broker_url, creds, name).expect("login");
+    login.tls = Tls::Verified {
+        ca: site.ca_path.clone(),
+        client: Some(ClientCertificate { cert, key }),
+    };
+    login
+        .options()
+        .expect("site TLS")
+        .connect(login.servers.clone())
         .await
 }
 

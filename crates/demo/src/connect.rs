@@ -1,10 +1,10 @@
-//! Connecting to the site's broker as a Choria client: the client JWT in `auth_token`
-//! and `jwt`, the broker's nonce signed with the client's ed25519 seed, TLS to the site CA
-//! (plus a client certificate when the broker's client port is in mtls mode).
+//! The demo's Choria client identity (client JWT, seed, caller id) and its connections to
+//! the site's broker, made by `choria-connect` (plus a client certificate in mtls mode).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use choria_connect::{parse_servers, ClientCertificate, Login, Tls, Token};
 use choria_protocol::subjects::md5_hex;
 use choria_tokens::{parse_client_token_unverified, Ed25519Seed};
 
@@ -80,34 +80,24 @@ impl ClientCredentials {
         ca: &Path,
         name: &str,
     ) -> Result<async_nats::Client, DemoError> {
-        let token = self.token.clone();
-        let seed = self.seed.clone();
-        let mut options = async_nats::ConnectOptions::with_auth_callback(move |nonce| {
-            let token = token.clone();
-            let seed = seed.clone();
-            async move {
-                let mut auth = async_nats::Auth::new();
-                auth.token = Some(token.clone());
-                auth.jwt = Some(token);
-                auth.signature = Some(seed.sign(&nonce).to_vec());
-                Ok(auth)
-            }
-        })
-        .name(name)
-        .add_root_certificates(ca.to_path_buf())
-        .require_tls(true)
-        .custom_inbox_prefix(self.inbox_prefix("choria"))
-        .connection_timeout(Duration::from_secs(5));
-        if let Some((cert, key)) = &self.certificate {
-            options = options.add_client_certificate(cert.clone(), key.clone());
+        let client = self
+            .certificate
+            .clone()
+            .map(|(cert, key)| ClientCertificate { cert, key });
+        let tls = Tls::Verified {
+            ca: ca.to_path_buf(),
+            client,
+        };
+        let servers = parse_servers([url]).map_err(DemoError::Connect)?;
+        Login {
+            token: Some(Token::signed(self.token.clone(), self.seed.clone())),
+            inbox_prefix: Some(self.inbox_prefix("choria")),
+            connect_timeout: Duration::from_secs(5),
+            ..Login::new(servers, name, tls)
         }
-        options
-            .connect(url)
-            .await
-            .map_err(|err| DemoError::Connect {
-                url: url.to_string(),
-                reason: err.to_string(),
-            })
+        .connect()
+        .await
+        .map_err(DemoError::Connect)
     }
 
     /// Connects, retrying until `deadline`: the broker refuses clients until its

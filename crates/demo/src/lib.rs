@@ -68,13 +68,8 @@ pub enum DemoError {
         reason: String,
     },
     /// Connecting to the broker failed.
-    #[error("could not connect to {url}: {reason}")]
-    Connect {
-        /// The broker URL.
-        url: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Connect(choria_connect::ConnectError),
     /// A bug: a state the demo should never reach.
     #[error("internal error: {0}")]
     Internal(String),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use choria_config::Config;
+use choria_connect::{ClientCertificate, Login, Tls, Token, UserPassword};
 use choria_resolve::{middleware, ResolveError, Resolver};
 use choria_tokens::{parse_client_token_unverified, Ed25519Seed};
 
@@ -37,14 +38,9 @@ pub enum ClientError {
         /// What the lookups found.
         source: ResolveError,
     },
-    /// Connecting failed.
-    #[error("could not connect to {urls}: {message}")]
-    Connect {
-        /// Brokers tried.
-        urls: String,
-        /// Why.
-        message: String,
-    },
+    /// Connecting failed (or a broker URL is unusable).
+    #[error(transparent)]
+    Connect(choria_connect::ConnectError),
 }
 
 /// How the provisioner authenticates to the broker.
@@ -305,73 +301,48 @@ impl ClientSettings {
         resolver: Option<&Resolver>,
     ) -> Result<async_nats::Client, ClientError> {
         let broker_urls = self.broker_urls(resolver).await?;
-        let mut options = match &self.credentials {
+        let servers = choria_connect::parse_servers(&broker_urls).map_err(ClientError::Connect)?;
+        self.login(servers)
+            .connect()
+            .await
+            .map_err(ClientError::Connect)
+    }
+
+    /// The login: TLS verified with the configured CA (the system's roots when there is
+    /// none), the client JWT signing the nonce or the client certificate, and user
+    /// `provisioner` when a provisioner password is set.
+    fn login(&self, servers: Vec<async_nats::ServerAddr>) -> Login {
+        let (token, certificate) = match &self.credentials {
             Credentials::Jwt {
                 token,
                 seed,
                 certificate,
-            } => {
-                let (token, seed, password) = (token.clone(), seed.clone(), self.password.clone());
-                let options =
-                    async_nats::ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
-                        let (token, seed, password) =
-                            (token.clone(), seed.clone(), password.clone());
-                        async move {
-                            let mut auth = async_nats::Auth::new();
-                            auth.token = Some(token.clone());
-                            auth.jwt = Some(token);
-                            auth.signature = Some(seed.sign(&nonce).to_vec());
-                            if !password.is_empty() {
-                                auth.username = Some("provisioner".into());
-                                auth.password = Some(password);
-                            }
-                            Ok(auth)
-                        }
-                    });
-                match certificate {
-                    Some((cert, key)) => options.add_client_certificate(cert.clone(), key.clone()),
-                    None => options,
-                }
-            }
-            Credentials::Certificate { cert, key } => {
-                let mut o = async_nats::ConnectOptions::new()
-                    .add_client_certificate(cert.clone(), key.clone());
-                if !self.password.is_empty() {
-                    o = o.user_and_password("provisioner".into(), self.password.clone());
-                }
-                o
-            }
-            Credentials::None => {
-                let mut o = async_nats::ConnectOptions::new();
-                if !self.password.is_empty() {
-                    o = o.user_and_password("provisioner".into(), self.password.clone());
-                }
-                o
-            }
+            } => (
+                Some(Token::Signed {
+                    jwt: token.clone(),
+                    seed: seed.clone(),
+                    mirror_in_jwt: true,
+                }),
+                certificate.clone(),
+            ),
+            Credentials::Certificate { cert, key } => (None, Some((cert.clone(), key.clone()))),
+            Credentials::None => (None, None),
         };
-        if self.tls {
-            options = options.require_tls(true);
-            if let Some(ca) = &self.ca {
-                options = options.add_root_certificates(ca.clone());
-            }
+        let client = certificate.map(|(cert, key)| ClientCertificate { cert, key });
+        let tls = match (&self.ca, self.tls) {
+            (_, false) => Tls::Off,
+            (Some(ca), true) => Tls::Verified {
+                ca: ca.clone(),
+                client,
+            },
+            (None, true) => Tls::SystemRoots { client },
+        };
+        Login {
+            user: (!self.password.is_empty())
+                .then(|| UserPassword::new("provisioner", &self.password)),
+            token,
+            ..crate::service::login(&self.identity, &self.caller_id, servers, tls)
         }
-        let options =
-            crate::service::configure_connection(options, &self.identity, &self.caller_id);
-        let urls: Vec<async_nats::ServerAddr> = broker_urls
-            .iter()
-            .map(|u| u.parse())
-            .collect::<Result<_, _>>()
-            .map_err(|e: std::io::Error| ClientError::Connect {
-                urls: broker_urls.join(","),
-                message: e.to_string(),
-            })?;
-        options
-            .connect(urls.as_slice())
-            .await
-            .map_err(|e| ClientError::Connect {
-                urls: broker_urls.join(","),
-                message: e.to_string(),
-            })
     }
 }
 

@@ -34,9 +34,7 @@ pub mod version;
 pub mod wire;
 
 pub use client::{ClientError, ClientSettings};
-pub use service::{
-    configure_connection, connect_options, Provisioner, ServiceError, Status, StatusSnapshot,
-};
+pub use service::{login, Provisioner, ServiceError, Status, StatusSnapshot};
 pub use settings::{Settings, SettingsError};
 /// Re-exported so binaries can stop the service without depending on tokio-util.
 pub use tokio_util::sync::CancellationToken;

@@ -157,28 +157,25 @@ impl std::fmt::Debug for Provisioner {
     }
 }
 
-/// NATS connect options the provisioner needs (see [`configure_connection`]).
-pub fn connect_options(identity: &str, caller_id: &str) -> async_nats::ConnectOptions {
-    configure_connection(async_nats::ConnectOptions::new(), identity, caller_id)
-}
-
-/// Adds what the provisioner needs to `options`: its inbox under its reply prefix (so
-/// JetStream and request replies stay inside what the broker lets it subscribe to),
-/// its name, and retries while the broker's authorization service starts.
-pub fn configure_connection(
-    options: async_nats::ConnectOptions,
+/// The provisioner's login to `servers` as `identity` over `tls`: its inbox under its
+/// reply prefix (so JetStream and request replies stay inside what the broker lets it
+/// subscribe to), and the first connection retried in the background while the broker's
+/// authorization service starts. Callers add the credentials.
+pub fn login(
     identity: &str,
     caller_id: &str,
-) -> async_nats::ConnectOptions {
-    options
-        .name(identity)
-        .custom_inbox_prefix(crate::rpc::reply_prefix(caller_id))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
+    servers: Vec<async_nats::ServerAddr>,
+    tls: choria_connect::Tls,
+) -> choria_connect::Login {
+    choria_connect::Login {
+        inbox_prefix: Some(crate::rpc::reply_prefix(caller_id)),
+        reconnect: choria_connect::Reconnect::InBackground,
+        ..choria_connect::Login::new(servers, identity, tls)
+    }
 }
 
 impl Provisioner {
-    /// A provisioner using `client` (see [`connect_options`]), acting as `identity`
+    /// A provisioner using `client` (see [`login`]), acting as `identity`
     /// with caller id `caller_id` (e.g. `choria=<identity>`).
     pub fn new(
         settings: Settings,

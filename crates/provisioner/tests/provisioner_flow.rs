@@ -11,9 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use choria_connect::{parse_servers, Tls};
 use choria_provisioner::metrics::{Metrics, Outcome};
 use choria_provisioner::wire::Version;
-use choria_provisioner::{connect_options, Provisioner, Settings, Status};
+use choria_provisioner::{login, Provisioner, Settings, Status};
 use choria_testkit::TestNats;
 use choria_tokens::{
     add_org_issuer_data, parse_server_token, sign_token, ClientIdClaims, Ed25519Seed, NewClient,
@@ -100,8 +101,9 @@ async fn start(nats: &TestNats, yaml: &str, identity: &str) -> Running {
 async fn start_with(nats: &TestNats, yaml: &str, identity: &str, version: Version) -> Running {
     let settings = Settings::parse_str(yaml, Path::new("test.yaml")).expect("settings");
     let caller = format!("choria={identity}");
-    let client = connect_options(identity, &caller)
-        .connect(nats.url())
+    let servers = parse_servers([nats.url()]).expect("url");
+    let client = login(identity, &caller, servers, Tls::Off)
+        .connect()
         .await
         .expect("connect");
     let provisioner = Provisioner::new(settings, client, identity, &caller)
@@ -568,8 +570,9 @@ async fn metrics_and_healthz_are_served() {
     let nats = TestNats::start("", false).await.expect("nats");
     let settings = Settings::parse_str("helper: /bin/true\nsite: web\n", Path::new("t.yaml"))
         .expect("settings");
-    let client = connect_options("p", "choria=p")
-        .connect(nats.url())
+    let servers = parse_servers([nats.url()]).expect("url");
+    let client = login("p", "choria=p", servers, Tls::Off)
+        .connect()
         .await
         .expect("connect");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

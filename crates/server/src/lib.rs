@@ -40,7 +40,6 @@ pub mod agents;
 pub mod buildinfo;
 pub mod codec;
 pub mod conf;
-pub mod connection;
 pub mod csr;
 pub mod lock;
 pub mod node;
@@ -49,5 +48,7 @@ pub mod startup;
 pub mod verify;
 pub mod wire;
 
+/// Connecting to the broker as the node (the `choria-connect` crate).
+pub use choria_connect as connection;
 /// Broker URLs and SRV lookups, shared with the provisioner (the `choria-resolve` crate).
 pub use choria_resolve as resolve;

@@ -16,6 +16,7 @@ use choria_pki::CertificateAuthority;
 use choria_protocol::message::{self, RequestMeta, RequestSigner, Routing};
 use choria_protocol::{subjects, RpcReply, RpcRequest, Version};
 use choria_server::codec::ProtocolCodec;
+use choria_server::connection::{ClientCertificate, Tls};
 use choria_server::node::{Node, NodeOptions, Phase, RestartPolicy};
 use choria_testkit::site::{Credentials, SiteOptions, TestSite};
 use choria_tokens::{ClientPermissions, Ed25519Seed};
@@ -123,16 +124,15 @@ async fn certificate_node_answers_only_requests_signed_by_a_certificate_of_its_c
         seed: Some(seed),
         ..Credentials::default()
     };
-    let client = site
-        .tls_options(credentials.into_options())
-        .add_client_certificate(
-            dir.path().join("client.pem"),
-            dir.path().join("client-key.pem"),
-        )
-        .name("client")
-        .connect(&site.broker_url)
-        .await
-        .unwrap();
+    let mut login = site.login(&site.broker_url, credentials, "client").unwrap();
+    login.tls = Tls::Verified {
+        ca: site.ca_path.clone(),
+        client: Some(ClientCertificate {
+            cert: dir.path().join("client.pem"),
+            key: dir.path().join("client-key.pem"),
+        }),
+    };
+    let client = login.connect().await.unwrap();
     let prefix = subjects::reply_prefix(COLLECTIVE, CALLER, false).unwrap();
     let mut replies = client.subscribe(format!("{prefix}.>")).await.unwrap();
     client.flush().await.unwrap();

@@ -9,13 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use async_nats::{Auth, AuthError, ConnectOptions};
+use async_nats::ConnectOptions;
 use choria_broker::{Broker, BrokerSettings, RunningBroker};
+use choria_connect::{parse_servers, Login, Tls, Token, UserPassword};
 use choria_pki::CertificateAuthority;
 use choria_tokens::{
-    add_org_issuer_data, sign_chained_token, sign_nonce, sign_token, ClientIdClaims,
-    ClientPermissions, Ed25519Seed, NewClient, NewProvisioning, NewServer, ProvisioningClaims,
-    ServerClaims, ServerPermissions, SigningKey,
+    add_org_issuer_data, sign_chained_token, sign_token, ClientIdClaims, ClientPermissions,
+    Ed25519Seed, NewClient, NewProvisioning, NewServer, ProvisioningClaims, ServerClaims,
+    ServerPermissions, SigningKey,
 };
 
 use crate::{free_port, TestkitError};
@@ -35,6 +36,9 @@ pub enum SiteError {
     /// A test-kit level failure (ports, files).
     #[error(transparent)]
     Testkit(#[from] TestkitError),
+    /// Connecting to the broker failed (`nats_kind` tells why).
+    #[error(transparent)]
+    Connect(#[from] choria_connect::ConnectError),
     /// A step failed.
     #[error("{step}: {reason}")]
     Step {
@@ -375,12 +379,45 @@ impl TestSite {
             .map_err(step("signing a client token"))
     }
 
-    /// TLS options trusting the site CA.
-    pub fn tls_options(&self, options: ConnectOptions) -> ConnectOptions {
-        options
-            .add_root_certificates(self.ca_path.clone())
-            .require_tls(true)
-            .connection_timeout(Duration::from_secs(10))
+    /// TLS trusting the site CA.
+    pub fn tls(&self) -> Tls {
+        Tls::verified(&self.ca_path)
+    }
+
+    /// `options` with TLS trusting the site CA, for tests that write their own auth
+    /// callback (anything else: [`TestSite::login`]).
+    pub fn tls_options(&self, options: ConnectOptions) -> Result<ConnectOptions, SiteError> {
+        Ok(self
+            .tls()
+            .apply(options)
+            .map_err(choria_connect::ConnectError::from)?)
+    }
+
+    /// A login to `url` (client or enrolment listener) as `name` presenting `credentials`,
+    /// TLS trusting the site CA: change its fields, or take its `options()`, to go further.
+    pub fn login(
+        &self,
+        url: &str,
+        credentials: Credentials,
+        name: &str,
+    ) -> Result<Login, SiteError> {
+        Ok(Login {
+            user: credentials
+                .user
+                .map(|(user, password)| UserPassword::new(user, password)),
+            token: match (credentials.token, credentials.seed) {
+                // Exactly what the test gives: the token once, in `auth_token`.
+                (Some(jwt), Some(seed)) => Some(Token::Signed {
+                    jwt,
+                    seed: std::sync::Arc::new(seed),
+                    mirror_in_jwt: false,
+                }),
+                (Some(jwt), None) => Some(Token::Bearer(jwt)),
+                // A signature without a token proves nothing to the broker.
+                (None, _) => None,
+            },
+            ..Login::new(parse_servers([url])?, name, self.tls())
+        })
     }
 
     /// Connects as a provisioning-mode node named `identity` with the site's provisioning
@@ -448,15 +485,12 @@ impl TestSite {
             seed: Some(seed.clone()),
             ..Default::default()
         };
-        self.tls_options(credentials.into_options())
-            .custom_inbox_prefix(format!(
-                "{collective}.reply.{}",
-                choria_protocol::subjects::md5_hex(id)
-            ))
-            .name(name)
-            .connect(&self.broker_url)
-            .await
-            .map_err(step("connecting to the broker"))
+        let mut login = self.login(&self.broker_url, credentials, name)?;
+        login.inbox_prefix = Some(format!(
+            "{collective}.reply.{}",
+            choria_protocol::subjects::md5_hex(id)
+        ));
+        Ok(login.connect().await?)
     }
 
     /// Connects as the system user (JWT mode: a client token with `system_user` + nonce).
@@ -498,11 +532,7 @@ impl TestSite {
         credentials: Credentials,
         name: &str,
     ) -> Result<async_nats::Client, SiteError> {
-        self.tls_options(credentials.into_options())
-            .name(name)
-            .connect(url)
-            .await
-            .map_err(step("connecting to the broker"))
+        Ok(self.login(url, credentials, name)?.connect().await?)
     }
 }
 
@@ -514,7 +544,8 @@ impl Drop for TestSite {
     }
 }
 
-/// What a connection presents. Secrets: not `Debug`.
+/// What a connection presents, in any combination (tests also present wrong ones); a
+/// token with a seed signs the nonce. Secrets: not `Debug`.
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// CONNECT `user`/`pass`.
@@ -523,37 +554,6 @@ pub struct Credentials {
     pub token: Option<String>,
     /// Seed that signs the server nonce (CONNECT `sig`).
     pub seed: Option<Ed25519Seed>,
-}
-
-impl Credentials {
-    /// Connect options that send these credentials through the auth callback.
-    pub fn into_options(self) -> ConnectOptions {
-        ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
-            let creds = self.clone();
-            async move {
-                let mut auth = Auth::new();
-                if let Some((user, pass)) = creds.user {
-                    auth.username = Some(user);
-                    auth.password = Some(pass);
-                }
-                auth.token = creds.token;
-                if let Some(seed) = creds.seed {
-                    let sig = sign_nonce(&seed, &nonce);
-                    let raw = base64_url_decode(&sig)
-                        .ok_or_else(|| AuthError::new("could not encode the nonce signature"))?;
-                    auth.signature = Some(raw);
-                }
-                Ok(auth)
-            }
-        })
-    }
-}
-
-fn base64_url_decode(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
 }
 
 fn write_secret(dir: &Path, name: &str, content: &str) -> Result<PathBuf, SiteError> {

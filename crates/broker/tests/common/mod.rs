@@ -49,9 +49,10 @@ pub async fn connect_watched(
     name: &str,
 ) -> Result<Watched, async_nats::ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let client = site
-        .tls_options(creds.into_options())
-        .name(name)
+    let login = site.login(url, creds, name).expect("login");
+    let client = login
+        .options()
+        .expect("site TLS")
         .event_callback(move |event| {
             let tx = tx.clone();
             async move {
@@ -60,7 +61,7 @@ pub async fn connect_watched(
                 }
             }
         })
-        .connect(url)
+        .connect(login.servers.clone())
         .await?;
     Ok(Watched { client, errors: rx })
 }
