@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 pub use tokio_util::sync::CancellationToken;
 
-use crate::agents::provision::{Effect, ProvisionAgent, ProvisionContext, RequestInfo};
+use choria_protocol::{RpcReply, RpcRequest, StatusCode};
+
+use crate::agents::provision::{self, Effect, ProvisionAgent, ProvisionContext, RequestInfo};
 use crate::agents::rpcutil::{self, NodeFacts, VERSION};
-use crate::agents::{ActionReply, Status};
+use crate::agents::{choria_util, discovery, ActionError};
 use crate::connection::{self, ConnectSpec, Credentials};
 use crate::resolve;
 use crate::startup::{self, Mode, Startup, StartupInputs};
@@ -127,14 +128,6 @@ enum Outcome {
     Cancelled,
     Shutdown,
     Restart,
-}
-
-#[derive(Deserialize)]
-struct RpcRequest {
-    agent: String,
-    action: String,
-    #[serde(default)]
-    data: Value,
 }
 
 impl Node {
@@ -643,110 +636,81 @@ struct Session {
 
 impl Session {
     async fn dispatch(&mut self, request: &Incoming) -> (Vec<u8>, Effect) {
-        if request.agent == "discovery" {
-            let ping = std::str::from_utf8(&request.payload).is_ok_and(|p| p.contains("ping"));
-            return (
-                if ping { b"pong".to_vec() } else { Vec::new() },
-                Effect::None,
-            );
+        if request.agent == discovery::AGENT {
+            return (discovery::handle(&request.payload), Effect::None);
         }
-        let rpc: RpcRequest = match serde_json::from_slice(&request.payload) {
+        let (reply, effect) = self.rpc(request).await;
+        (rpc_bytes(&reply), effect)
+    }
+
+    async fn rpc(&mut self, request: &Incoming) -> (RpcReply, Effect) {
+        let rpc = match RpcRequest::decode(&request.payload) {
             Ok(rpc) => rpc,
-            Err(err) => {
-                let reply = ActionReply::fail(
-                    Status::InvalidData,
-                    format!("Could not process request: could not parse incoming message as a MCollective SimpleRPC Request: {err}"),
-                );
-                return (rpc_bytes(&reply, ""), Effect::None);
-            }
+            Err(err) => return (RpcReply::unparseable(&err.to_string()), Effect::None),
         };
         if rpc.agent != request.agent {
-            let reply = ActionReply::fail(
-                Status::InvalidData,
+            let failure = ActionError::new(
+                StatusCode::InvalidData,
                 format!(
                     "request for agent {} carries a payload for agent {}",
                     request.agent, rpc.agent
                 ),
             );
-            return (rpc_bytes(&reply, &rpc.action), Effect::None);
+            return (failure.into_reply(&rpc.action), Effect::None);
         }
-        let data = if rpc.data.is_null() {
-            json!({})
-        } else {
-            rpc.data
-        };
+        let RpcRequest { action, data, .. } = rpc;
+        let data = Value::Object(data);
         match request.agent.as_str() {
-            "rpcutil" => {
+            rpcutil::AGENT => {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
                 (
-                    rpc_bytes(
-                        &rpcutil::handle(&self.node, &rpc.action, &data, now),
-                        &rpc.action,
-                    ),
+                    rpcutil::handle(&self.node, &action, &data, now),
                     Effect::None,
                 )
             }
-            "choria_util" => {
-                let reply = match rpc.action.as_str() {
-                    "info" => ActionReply::ok(json!({
-                        "choria_version": VERSION,
-                        "connected_server": "",
-                        "security": "choria",
-                        "secure_protocol": true,
-                        "srv_domain": "",
-                        "using_srv": false,
-                        "middleware_servers": [],
-                        "client_version": VERSION,
-                    })),
-                    other => ActionReply::fail(
-                        Status::UnknownAction,
-                        format!("Unknown action {other} for agent choria_util"),
-                    ),
-                };
-                (rpc_bytes(&reply, &rpc.action), Effect::None)
-            }
-            "choria_provision" => match self.agent.take() {
+            choria_util::AGENT => (choria_util::handle(&action), Effect::None),
+            provision::AGENT => match self.agent.take() {
                 Some(mut agent) => {
                     let info = RequestInfo {
                         request_id: request.request_id.clone(),
                         sender: request.sender.clone(),
                         caller: request.caller.clone(),
                     };
-                    let action = rpc.action.clone();
+                    let name = action.clone();
                     // Key generation and fsync block: keep them off the async workers.
                     let joined = tokio::task::spawn_blocking(move || {
-                        let result = agent.handle(&action, &data, &info, Instant::now());
+                        let result = agent.handle(&name, &data, &info, Instant::now());
                         (agent, result)
                     })
                     .await;
                     match joined {
-                        Ok((agent, (reply, effect))) => {
+                        Ok((agent, result)) => {
                             self.agent = Some(agent);
-                            (rpc_bytes(&reply, &rpc.action), effect)
+                            result
                         }
                         Err(err) => {
                             // The agent panicked or was cancelled; it is gone, and the node
                             // stays in its mode without it rather than crashing.
-                            let reply = ActionReply::fail(
-                                Status::UnknownError,
-                                format!("choria_provision#{} failed: {err}", rpc.action),
+                            let failure = ActionError::new(
+                                StatusCode::UnknownError,
+                                format!("choria_provision#{action} failed: {err}"),
                             );
-                            (rpc_bytes(&reply, &rpc.action), Effect::None)
+                            (failure.into_reply(&action), Effect::None)
                         }
                     }
                 }
                 None => {
-                    let reply = ActionReply::fail(
-                        Status::UnknownAction,
+                    let failure = ActionError::new(
+                        StatusCode::UnknownAction,
                         "agent choria_provision is not available on this node",
                     );
-                    (rpc_bytes(&reply, &rpc.action), Effect::None)
+                    (failure.into_reply(&action), Effect::None)
                 }
             },
             other => {
-                let reply =
-                    ActionReply::fail(Status::UnknownAction, format!("Unknown agent {other}"));
-                (rpc_bytes(&reply, &rpc.action), Effect::None)
+                let failure =
+                    ActionError::new(StatusCode::UnknownAction, format!("Unknown agent {other}"));
+                (failure.into_reply(&action), Effect::None)
             }
         }
     }
@@ -757,8 +721,8 @@ fn seed_signing_key(seed: &choria_tokens::Ed25519Seed) -> Option<ed25519_dalek::
     Some(ed25519_dalek::SigningKey::from_bytes(&bytes))
 }
 
-fn rpc_bytes(reply: &ActionReply, action: &str) -> Vec<u8> {
-    serde_json::to_vec(&reply.to_rpc_json(action)).unwrap_or_else(|_| b"{}".to_vec())
+fn rpc_bytes(reply: &RpcReply) -> Vec<u8> {
+    reply.encode().unwrap_or_else(|_| b"{}".to_vec())
 }
 
 /// The normal-mode trust policy from the configuration; `ca` is the node's CA file.
