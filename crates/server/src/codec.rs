@@ -11,7 +11,7 @@ use choria_protocol::registration::FileContent;
 use choria_protocol::subjects;
 use choria_protocol::Version;
 
-use crate::wire::{Codec, FactFilter, Filter, Incoming, Lifecycle, ReplyKey, Verification};
+use crate::wire::{Codec, Incoming, Lifecycle, ReplyKey, Verification};
 
 /// The production codec.
 #[derive(Debug, Default, Clone, Copy)]
@@ -34,7 +34,6 @@ impl Codec for ProtocolCodec {
             crate::verify::verify_request(&decoded, trust, now)
                 .map_err(|e| format!("request {} refused: {e}", decoded.meta.id))?;
         }
-        let filter = &decoded.meta.filter;
         Ok(Incoming {
             request_id: decoded.meta.id.clone(),
             sender: decoded.meta.sender.clone(),
@@ -43,20 +42,7 @@ impl Codec for ProtocolCodec {
             collective: decoded.meta.collective.clone(),
             reply_to: Some(decoded.routing.reply_to.clone()).filter(|r| !r.is_empty()),
             payload: decoded.payload.clone(),
-            filter: Filter {
-                identity: filter.identity.clone(),
-                agent: filter.agent.clone(),
-                fact: filter
-                    .fact
-                    .iter()
-                    .map(|f| FactFilter {
-                        fact: f.fact.clone(),
-                        operator: f.operator.clone(),
-                        value: f.value.clone(),
-                    })
-                    .collect(),
-                cf_class: filter.cf_class.clone(),
-            },
+            filter: decoded.meta.filter.clone(),
             version: decoded.version,
             meta: decoded.meta,
         })

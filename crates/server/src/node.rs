@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 pub use tokio_util::sync::CancellationToken;
 
+use choria_protocol::filter::{NodeView, Verdict};
 use choria_protocol::{RpcReply, RpcRequest, StatusCode};
 
 use crate::agents::provision::{self, Effect, ProvisionAgent, ProvisionContext, RequestInfo};
@@ -23,6 +24,10 @@ use crate::wire::{Codec, Incoming, Lifecycle, ReplyKey, Verification};
 
 /// Largest facts file read.
 pub const MAX_FACTS_BYTES: u64 = 1024 * 1024;
+/// Largest classes file read.
+pub const MAX_CLASSES_BYTES: u64 = 1024 * 1024;
+/// The classes file when the configuration names none (`classesfile`, upstream's default).
+pub const DEFAULT_CLASSES_FILE: &str = "/opt/puppetlabs/puppet/cache/state/classes.txt";
 /// Lifecycle component while provisioning.
 pub const PROVISION_COMPONENT: &str = "provision_mode_server";
 /// Lifecycle component in normal mode.
@@ -256,6 +261,7 @@ impl Node {
         );
         let session = Session {
             identity: startup.identity.clone(),
+            classes_file: classes_file(&startup.config),
             component: PROVISION_COMPONENT,
             verification: Verification::Skip,
             node: NodeFacts {
@@ -427,6 +433,7 @@ impl Node {
         });
         let session = Session {
             identity: startup.identity.clone(),
+            classes_file: classes_file(config),
             component: SERVER_COMPONENT,
             verification: Verification::Required(trust),
             node: NodeFacts {
@@ -506,10 +513,7 @@ impl Node {
                     continue;
                 }
             };
-            if !request
-                .filter
-                .matches(&session.identity, &session.node.agents, &session.node.facts)
-            {
+            if !session.accepts(&request) {
                 continue;
             }
             let (payload, effect) = session.dispatch(&request).await;
@@ -625,6 +629,7 @@ impl Node {
 
 struct Session {
     identity: String,
+    classes_file: PathBuf,
     component: &'static str,
     verification: Verification,
     node: NodeFacts,
@@ -635,6 +640,30 @@ struct Session {
 }
 
 impl Session {
+    /// Whether the request's filter selects this node (spec §6.6 step 4).
+    fn accepts(&self, request: &Incoming) -> bool {
+        // Upstream reads the classes file for every request that filters on classes.
+        let classes = if request.filter.cf_class.is_empty() {
+            Vec::new()
+        } else {
+            load_classes(&self.classes_file)
+        };
+        let view = NodeView {
+            identity: &self.identity,
+            agents: &self.node.agents,
+            facts: &self.node.facts,
+            classes: &classes,
+        };
+        match request.filter.check(&view) {
+            Verdict::Match => true,
+            Verdict::NoMatch => false,
+            Verdict::Unsupported => {
+                tracing::debug!(node = %self.identity, request = %request.request_id, "compound filters are not evaluated, so the request matches no node");
+                false
+            }
+        }
+    }
+
     async fn dispatch(&mut self, request: &Incoming) -> (Vec<u8>, Effect) {
         if request.agent == discovery::AGENT {
             return (discovery::handle(&request.payload), Effect::None);
@@ -725,6 +754,11 @@ fn rpc_bytes(reply: &RpcReply) -> Vec<u8> {
     reply.encode().unwrap_or_else(|_| b"{}".to_vec())
 }
 
+/// The classes file the configuration names (`classesfile`), or upstream's default.
+fn classes_file(config: &choria_config::Config) -> PathBuf {
+    PathBuf::from(config.get("classesfile").unwrap_or(DEFAULT_CLASSES_FILE))
+}
+
 /// The normal-mode trust policy from the configuration; `ca` is the node's CA file.
 fn trust_from(config: &choria_config::Config, ca: Option<PathBuf>) -> crate::wire::Trust {
     let mut issuers = Vec::new();
@@ -740,6 +774,19 @@ fn trust_from(config: &choria_config::Config, ca: Option<PathBuf>) -> crate::wir
         org_issuers: issuers,
         trusted_signers: config.get_list_or_empty("plugin.security.choria.trusted_signers"),
         ca,
+    }
+}
+
+/// The node's classes from `path`; a missing file means no classes, as upstream.
+fn load_classes(path: &std::path::Path) -> Vec<String> {
+    match choria_config::files::read_capped_string(path, MAX_CLASSES_BYTES) {
+        Ok(text) => choria_protocol::filter::parse_classes(&text),
+        Err(err) => {
+            if path.exists() {
+                tracing::warn!(path = %path.display(), error = %err, "could not read classes");
+            }
+            Vec::new()
+        }
     }
 }
 

@@ -2,80 +2,6 @@
 //! filters, and the codec the runtime uses to read requests and write replies and
 //! lifecycle events. The codec itself belongs to `choria-protocol`.
 
-use serde_json::Value;
-
-use crate::agents::rpcutil::lookup_fact;
-
-/// One fact filter (`{"fact","operator","value"}`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FactFilter {
-    /// Fact path.
-    pub fact: String,
-    /// `==`, `=~`, `!=`, `<`, `>`, `<=`, `>=`.
-    pub operator: String,
-    /// Value to compare with.
-    pub value: String,
-}
-
-/// The parts of a request filter a node evaluates.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Identities (exact, or `/regex/` treated as a substring match).
-    pub identity: Vec<String>,
-    /// Agents the node must host.
-    pub agent: Vec<String>,
-    /// Facts the node must match.
-    pub fact: Vec<FactFilter>,
-    /// Classes (a node without classes matches none).
-    pub cf_class: Vec<String>,
-}
-
-impl Filter {
-    /// Whether a node with `identity`, `agents` and `facts` matches every clause.
-    pub fn matches(&self, identity: &str, agents: &[String], facts: &Value) -> bool {
-        let identity_ok = self.identity.is_empty()
-            || self.identity.iter().any(|want| {
-                match want.strip_prefix('/').and_then(|w| w.strip_suffix('/')) {
-                    Some(pattern) => identity.contains(pattern),
-                    None => want == identity,
-                }
-            });
-        let agents_ok = self
-            .agent
-            .iter()
-            .all(|want| agents.iter().any(|have| have == want));
-        let facts_ok = self.fact.iter().all(|f| fact_matches(facts, f));
-        identity_ok && agents_ok && facts_ok && self.cf_class.is_empty()
-    }
-}
-
-fn fact_matches(facts: &Value, filter: &FactFilter) -> bool {
-    let Some(value) = lookup_fact(facts, &filter.fact) else {
-        return false;
-    };
-    let have = match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let numeric = have
-        .parse::<f64>()
-        .ok()
-        .zip(filter.value.parse::<f64>().ok());
-    match filter.operator.as_str() {
-        "==" | "=" => have == filter.value,
-        "!=" => have != filter.value,
-        "=~" => {
-            let pattern = filter.value.trim_matches('/');
-            have.contains(pattern)
-        }
-        "<" => numeric.is_some_and(|(a, b)| a < b),
-        ">" => numeric.is_some_and(|(a, b)| a > b),
-        "<=" => numeric.is_some_and(|(a, b)| a <= b),
-        ">=" => numeric.is_some_and(|(a, b)| a >= b),
-        _ => false,
-    }
-}
-
 /// A request after transport, security and request layers were decoded.
 #[derive(Debug, Clone)]
 pub struct Incoming {
@@ -94,7 +20,7 @@ pub struct Incoming {
     /// The payload (SimpleRPC JSON, or `ping` for discovery).
     pub payload: Vec<u8>,
     /// The filter.
-    pub filter: Filter,
+    pub filter: choria_protocol::Filter,
     /// Protocol version (the reply uses the same).
     pub version: choria_protocol::Version,
     /// The request's addressing and timing, for the reply.
@@ -187,39 +113,4 @@ pub trait Codec: Send + Sync {
 /// The production codec ([`crate::codec::ProtocolCodec`]), shared by every node.
 pub fn default_codec() -> std::sync::Arc<dyn Codec> {
     std::sync::Arc::new(crate::codec::ProtocolCodec)
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn filters_match_identity_agent_and_fact() {
-        let facts = json!({"os": {"family": "linux"}, "cpus": 4});
-        let agents = vec!["rpcutil".to_string(), "choria_provision".to_string()];
-        let mut filter = Filter {
-            identity: vec!["n1".into()],
-            agent: vec!["choria_provision".into()],
-            fact: vec![FactFilter {
-                fact: "os.family".into(),
-                operator: "==".into(),
-                value: "linux".into(),
-            }],
-            cf_class: vec![],
-        };
-        assert!(filter.matches("n1", &agents, &facts));
-        assert!(!filter.matches("n2", &agents, &facts));
-        filter.fact.push(FactFilter {
-            fact: "cpus".into(),
-            operator: ">=".into(),
-            value: "8".into(),
-        });
-        assert!(!filter.matches("n1", &agents, &facts));
-        filter.fact.pop();
-        filter.agent.push("puppet".into());
-        assert!(!filter.matches("n1", &agents, &facts));
-        assert!(Filter::default().matches("any", &[], &json!({})));
-    }
 }

@@ -597,3 +597,93 @@ async fn an_identity_that_would_break_subjects_is_refused() {
         assert!(matches!(*phase.borrow(), Phase::Failed(_)));
     }
 }
+
+/// Issue 13 item 4: a request whose filter is only a compound expression used to match
+/// every node. We do not evaluate compound expressions, so such a request reaches none;
+/// identity regular expressions are evaluated as upstream does.
+#[tokio::test]
+async fn a_compound_only_filter_reaches_no_node() {
+    let site = TestSite::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = provisioning_node(&site, dir.path());
+    let mut phase = node.phase();
+    let cancel = CancellationToken::new();
+    let runner = {
+        let (node, cancel) = (node.clone(), cancel.clone());
+        tokio::spawn(async move { node.run(cancel).await })
+    };
+    wait_for(&mut phase, Phase::Provisioning).await;
+    let client = site.connect_provisioner().await.unwrap();
+    let prefix = subjects::reply_prefix("provisioning", PROVISIONER_CALLER, false).unwrap();
+    let mut replies = client.subscribe(format!("{prefix}.>")).await.unwrap();
+    client.flush().await.unwrap();
+
+    let mut expression = Map::new();
+    expression.insert("expr".into(), json!("with('rpcutil')"));
+    let compound = Filter {
+        compound: vec![vec![expression]],
+        ..Filter::default()
+    };
+    let other_node = Filter {
+        identity: vec!["/^n2\\./".into()],
+        ..Filter::default()
+    };
+    let this_node = Filter {
+        identity: vec!["/^n1\\.example/".into()],
+        ..Filter::default()
+    };
+    let mut ids = Vec::new();
+    for (subject, filter) in [
+        (
+            subjects::broadcast_agent("provisioning", "rpcutil").unwrap(),
+            compound.clone(),
+        ),
+        (format!("provisioning.node.{IDENTITY}"), compound),
+        (format!("provisioning.node.{IDENTITY}"), other_node),
+        (format!("provisioning.node.{IDENTITY}"), this_node),
+    ] {
+        let mut meta = RequestMeta::new(
+            "provisioner.example.net",
+            PROVISIONER_CALLER,
+            "provisioning",
+            "rpcutil",
+            Duration::from_secs(60),
+            SystemTime::now(),
+        );
+        meta.filter = filter;
+        let payload = RpcRequest::new("rpcutil", "ping", Map::new())
+            .encode()
+            .unwrap();
+        let routing = Routing {
+            reply_to: subjects::reply("provisioning", PROVISIONER_CALLER, &meta.id, false).unwrap(),
+            sender: "provisioner.example.net".into(),
+            hops: vec![],
+        };
+        let bytes = message::encode_request(
+            Version::V1,
+            &meta,
+            &payload,
+            &RequestSigner::Insecure,
+            &routing,
+        )
+        .unwrap();
+        client.publish(subject, bytes.into()).await.unwrap();
+        ids.push(meta.id);
+    }
+    client.flush().await.unwrap();
+    let first = tokio::time::timeout(WAIT, replies.next())
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    let decoded = message::decode_reply(&first.payload).unwrap();
+    assert_eq!(
+        decoded.meta.request_id, ids[3],
+        "only the request whose identity regex selects the node is answered"
+    );
+    // The broadcast came in on another subscription, which the node may read later.
+    let late = tokio::time::timeout(Duration::from_secs(1), replies.next()).await;
+    assert!(late.is_err(), "no reply to a compound-only request");
+
+    cancel.cancel();
+    runner.await.unwrap().unwrap();
+}

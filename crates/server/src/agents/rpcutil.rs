@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use choria_protocol::filter::lookup_fact;
 use choria_protocol::{RpcReply, StatusCode};
 
 use crate::agents::ActionError;
@@ -105,15 +106,6 @@ fn run(node: &NodeFacts, action: &str, data: &Value, now_unix: i64) -> Result<Va
             ))
         }
     })
-}
-
-/// Looks up a fact by dotted path (`os.family`) in a facts object.
-pub fn lookup_fact<'a>(facts: &'a Value, path: &str) -> Option<&'a Value> {
-    if let Some(value) = facts.get(path) {
-        return Some(value);
-    }
-    path.split('.')
-        .try_fold(facts, |value, part| value.get(part))
 }
 
 fn facts_object(node: &NodeFacts) -> Value {
