@@ -144,6 +144,13 @@ pub fn reply_prefix(collective: &str, caller_id: &str, fips: bool) -> Result<Str
     ))
 }
 
+/// `<collective>.reply`: inbox prefix of a connection without a caller id to hash
+/// (servers in provisioning mode).
+pub fn unhashed_reply_prefix(collective: &str) -> Result<String, SubjectError> {
+    validate_token("collective", collective)?;
+    Ok(format!("{collective}.reply"))
+}
+
 /// `<collective>.reply.<hash(caller_id)>.<request_id>`: where replies to a request go.
 pub fn reply(
     collective: &str,
@@ -252,6 +259,10 @@ mod tests {
         assert_eq!(
             reply_prefix("provisioning", "up=ginkgo", false).unwrap(),
             "provisioning.reply.e33bf0376d4accbb4a8fd24b2f840b2e"
+        );
+        assert_eq!(
+            unhashed_reply_prefix("provisioning").unwrap(),
+            "provisioning.reply"
         );
         assert_eq!(
             registration("choria").unwrap(),

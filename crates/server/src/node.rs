@@ -12,6 +12,7 @@ use tokio::sync::watch;
 pub use tokio_util::sync::CancellationToken;
 
 use choria_protocol::filter::{NodeView, Verdict};
+use choria_protocol::subjects;
 use choria_protocol::{RpcReply, RpcRequest, StatusCode};
 
 use crate::agents::provision::{self, Effect, ProvisionAgent, ProvisionContext, RequestInfo};
@@ -29,15 +30,13 @@ pub const MAX_CLASSES_BYTES: u64 = 1024 * 1024;
 /// The classes file when the configuration names none (`classesfile`, upstream's default).
 pub const DEFAULT_CLASSES_FILE: &str = "/opt/puppetlabs/puppet/cache/state/classes.txt";
 /// Lifecycle component while provisioning.
-pub const PROVISION_COMPONENT: &str = "provision_mode_server";
+pub const PROVISION_COMPONENT: &str = subjects::PROVISION_MODE_COMPONENT;
 /// Lifecycle component in normal mode.
 pub const SERVER_COMPONENT: &str = "server";
 /// Interval between registration publishes while provisioning.
 pub const REGISTRATION_INTERVAL: Duration = Duration::from_secs(120);
 /// Largest registration data file published.
 pub const MAX_REGISTRATION_BYTES: u64 = 1024 * 1024;
-/// Where provisioning-mode registration data goes.
-pub const REGISTRATION_SUBJECT: &str = "provisioning.registration.data";
 /// Interval between `alive` events.
 pub const ALIVE_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
@@ -93,7 +92,10 @@ pub enum NodeError {
     Connect(#[from] connection::ConnectError),
     /// The identity cannot be used in NATS subjects.
     #[error("invalid node identity: {0}")]
-    Identity(String),
+    Identity(#[source] subjects::SubjectError),
+    /// A collective cannot be used in NATS subjects.
+    #[error("invalid subject: {0}")]
+    Subject(#[from] subjects::SubjectError),
     /// Normal mode lacks something it needs.
     #[error("cannot run in normal mode: {0}")]
     NormalMode(String),
@@ -187,8 +189,7 @@ impl Node {
             default_identity: self.options.identity.clone(),
         };
         let startup = startup::decide(&inputs, SystemTime::now())?;
-        choria_protocol::subjects::validate_identity(&startup.identity)
-            .map_err(|e| NodeError::Identity(e.to_string()))?;
+        subjects::validate_identity(&startup.identity).map_err(NodeError::Identity)?;
         tracing::info!(identity = %startup.identity, mode = ?startup.mode, reason = %startup.reason, "starting node");
         match startup.mode {
             Mode::Provisioning => self.provisioning(startup, cancel).await,
@@ -222,7 +223,7 @@ impl Node {
         let spec = ConnectSpec {
             servers,
             name: startup.identity.clone(),
-            inbox_prefix: "provisioning.reply".into(),
+            inbox_prefix: subjects::unhashed_reply_prefix(subjects::PROVISIONING_COLLECTIVE)?,
             credentials: Credentials::Provisioning {
                 jwt: settings.jwt.clone().unwrap_or_default(),
                 user,
@@ -253,12 +254,16 @@ impl Node {
                 .map(str::to_string),
             provision_registration_data: !settings.registration_data.is_empty(),
         };
-        let mut subjects = vec![format!("provisioning.node.{}", startup.identity)];
-        subjects.extend(
-            ["discovery", "rpcutil", "choria_util", "choria_provision"]
-                .iter()
-                .map(|a| format!("provisioning.broadcast.agent.{a}")),
-        );
+        let mut subscriptions = vec![subjects::node(
+            subjects::PROVISIONING_COLLECTIVE,
+            &startup.identity,
+        )?];
+        for agent in subjects::PROVISIONING_AGENTS {
+            subscriptions.push(subjects::broadcast_agent(
+                subjects::PROVISIONING_COLLECTIVE,
+                agent,
+            )?);
+        }
         let session = Session {
             identity: startup.identity.clone(),
             classes_file: classes_file(&startup.config),
@@ -277,7 +282,7 @@ impl Node {
                 .then(|| PathBuf::from(&settings.registration_data)),
             last_mtime: None,
         };
-        self.serve(session, &spec, &subjects, Phase::Provisioning, cancel)
+        self.serve(session, &spec, &subscriptions, Phase::Provisioning, cancel)
             .await
     }
 
@@ -391,10 +396,7 @@ impl Node {
         let spec = ConnectSpec {
             servers,
             name: startup.identity.clone(),
-            inbox_prefix: format!(
-                "{main}.reply.{}",
-                choria_tokens::unique_id_md5(&startup.identity)
-            ),
+            inbox_prefix: subjects::reply_prefix(&main, &startup.identity, false)?,
             credentials,
             ca,
             connect_timeout: connection::connect_timeout(config)
@@ -405,18 +407,21 @@ impl Node {
             "discovery".to_string(),
             "rpcutil".to_string(),
         ];
-        let mut subjects = Vec::new();
+        let mut subscriptions = Vec::new();
         for collective in &collectives {
-            subjects.push(format!("{collective}.node.{}", startup.identity));
-            for agent in ["discovery", "rpcutil", "choria_util"] {
-                subjects.push(format!("{collective}.broadcast.agent.{agent}"));
+            subscriptions.push(subjects::node(collective, &startup.identity)?);
+            for agent in [discovery::AGENT, rpcutil::AGENT, choria_util::AGENT] {
+                subscriptions.push(subjects::broadcast_agent(collective, agent)?);
             }
         }
         // A node that still has its provisioning token keeps the agent (spec §4.8).
         let agent = startup.settings.supports_provisioning().then(|| {
             agents.push("choria_provision".into());
             for collective in &collectives {
-                subjects.push(format!("{collective}.broadcast.agent.choria_provision"));
+                // The collectives were checked when the node subjects were built.
+                if let Ok(subject) = subjects::broadcast_agent(collective, provision::AGENT) {
+                    subscriptions.push(subject);
+                }
             }
             ProvisionAgent::new(ProvisionContext {
                 identity: startup.identity.clone(),
@@ -448,7 +453,7 @@ impl Node {
             last_mtime: None,
             reply_key,
         };
-        self.serve(session, &spec, &subjects, Phase::InFleet, cancel)
+        self.serve(session, &spec, &subscriptions, Phase::InFleet, cancel)
             .await
     }
 
@@ -599,7 +604,10 @@ impl Node {
             .registration(&session.identity, &file, mtime, updated, &bytes)
         {
             Ok(body) => {
-                if let Err(err) = client.publish(REGISTRATION_SUBJECT, body.into()).await {
+                if let Err(err) = client
+                    .publish(subjects::PROVISIONING_REGISTRATION_SUBJECT, body.into())
+                    .await
+                {
                     tracing::warn!(node = %session.identity, error = %err, "could not publish registration data");
                 }
             }
