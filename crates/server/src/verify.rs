@@ -32,7 +32,27 @@ use choria_protocol::{ProtocolError, Version};
 use choria_tokens::{ClientIdClaims, PublicKey, Purpose, TokenError};
 use rsa::pkcs8::DecodePublicKey as _;
 
-use crate::wire::Trust;
+/// Who a normal-mode node trusts to sign requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// Hex ed25519 public keys of organisation issuers (v2 caller and signer JWTs, also
+    /// through their trust chains): `plugin.security.issuer.<name>.public`.
+    pub org_issuers: Vec<String>,
+    /// Hex ed25519 public keys that sign v2 caller and signer JWTs directly:
+    /// `plugin.security.choria.trusted_signers`.
+    pub trusted_signers: Vec<String>,
+    /// CA file for v1 x509 callers, read on every v1 request.
+    pub ca: Option<PathBuf>,
+}
+
+/// How strictly requests are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Provisioning mode: security checks are skipped, as upstream (spec §4.3).
+    Skip,
+    /// Normal mode: only signed requests from trusted callers are accepted.
+    Required(Trust),
+}
 
 /// Largest CA file read (a bundle of a few certificates).
 pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;

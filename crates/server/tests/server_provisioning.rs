@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use choria_protocol::message::{self, RequestMeta, RequestSigner, Routing};
 use choria_protocol::{subjects, Filter, RpcReply, RpcRequest, Version};
-use choria_server::codec::ProtocolCodec;
 use choria_server::node::{Node, NodeOptions, Phase, RestartPolicy};
 use choria_testkit::site::{TestSite, PROVISIONER_CALLER, PROVISIONING_ACCESS_TOKEN};
 
@@ -120,7 +119,6 @@ async fn node_is_provisioned_and_rejoins_the_fleet() {
         provisioning_jwt: Some(site.provisioning_token_path.clone()),
         identity: Some(IDENTITY.into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }));
     let mut phase = node.phase();
     let cancel = CancellationToken::new();
@@ -382,7 +380,6 @@ fn provisioning_node(site: &TestSite, dir: &Path) -> Arc<Node> {
         provisioning_jwt: Some(site.provisioning_token_path.clone()),
         identity: Some(IDENTITY.into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }))
 }
 
@@ -549,7 +546,6 @@ async fn registration_data_is_published_while_provisioning() {
         provisioning_jwt: Some(jwt_path),
         identity: Some(IDENTITY.into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }));
     let cancel = CancellationToken::new();
     let runner = {
@@ -586,7 +582,6 @@ async fn an_identity_that_would_break_subjects_is_refused() {
             provisioning_jwt: Some(jwt.clone()),
             identity: Some(identity.into()),
             restart: RestartPolicy::InPlace,
-            codec: Arc::new(ProtocolCodec),
         });
         let phase = node.phase();
         let err = node.run(CancellationToken::new()).await.unwrap_err();
