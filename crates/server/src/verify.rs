@@ -77,12 +77,13 @@ pub enum Refusal {
     #[error("no CA is configured (plugin.security.file.ca or plugin.security.choria.ca) to verify x509 callers")]
     NoCa,
     /// The CA file could not be read.
-    #[error("could not read the CA file {path}: {reason}")]
+    #[error("could not read the CA file {}: {source}", .path.display())]
     CaUnreadable {
         /// The CA file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: choria_config::files::FileError,
     },
     /// The request's caller has no certname.
     #[error("caller {caller:?} does not name a certificate (expected kind=certname)")]
@@ -108,12 +109,13 @@ pub enum Refusal {
         common_name: String,
     },
     /// The certificate's key cannot check a v1 signature.
-    #[error("certificate {common_name:?} does not hold an RSA key: {reason}")]
+    #[error("certificate {common_name:?} does not hold an RSA key: {source}")]
     NotRsa {
         /// The certificate's common name.
         common_name: String,
         /// Why the key did not parse as RSA.
-        reason: String,
+        #[source]
+        source: rsa::pkcs8::spki::Error,
     },
     /// The signature does not verify with the key that should have made it.
     #[error("signature by {signer} does not verify: {source}")]
@@ -245,12 +247,13 @@ fn verify_x509(request: &DecodedRequest, trust: &Trust, now: SystemTime) -> Resu
             });
         }
     }
-    let key = rsa::RsaPublicKey::from_public_key_der(&certificate.public_key_der).map_err(|e| {
-        Refusal::NotRsa {
-            common_name: common_name.clone(),
-            reason: e.to_string(),
-        }
-    })?;
+    let key =
+        rsa::RsaPublicKey::from_public_key_der(&certificate.public_key_der).map_err(|source| {
+            Refusal::NotRsa {
+                common_name: common_name.clone(),
+                source,
+            }
+        })?;
     request
         .security
         .verify_rsa(&key)
@@ -261,17 +264,27 @@ fn verify_x509(request: &DecodedRequest, trust: &Trust, now: SystemTime) -> Resu
 }
 
 fn read_ca(path: &Path) -> Result<String, Refusal> {
-    choria_config::files::read_capped_string(path, MAX_CA_FILE_BYTES).map_err(|e| {
+    choria_config::files::read_capped_string(path, MAX_CA_FILE_BYTES).map_err(|source| {
         Refusal::CaUnreadable {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source,
         }
     })
 }
 
+/// A configured issuer or trusted-signer key that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{role} key {hex:?}: {source}")]
+struct KeyError {
+    role: &'static str,
+    hex: String,
+    #[source]
+    source: TokenError,
+}
+
 /// Keys that may verify caller and signer JWTs: organisation issuers, then trusted signers.
 /// Keys that do not parse are reported when nothing verifies.
-fn jwt_verifiers(trust: &Trust) -> Vec<Result<PublicKey, String>> {
+fn jwt_verifiers(trust: &Trust) -> Vec<Result<PublicKey, KeyError>> {
     trust
         .org_issuers
         .iter()
@@ -283,7 +296,11 @@ fn jwt_verifiers(trust: &Trust) -> Vec<Result<PublicKey, String>> {
                 .map(|hex| (hex, "trusted signer")),
         )
         .map(|(hex, role)| {
-            PublicKey::ed25519_from_hex(hex).map_err(|e| format!("{role} key {hex:?}: {e}"))
+            PublicKey::ed25519_from_hex(hex).map_err(|source| KeyError {
+                role,
+                hex: hex.clone(),
+                source,
+            })
         })
         .collect()
 }
@@ -302,7 +319,7 @@ fn verify_jwt(request: &DecodedRequest, trust: &Trust, now: SystemTime) -> Resul
 
 /// Verifies `token` with the first key that accepts it, returning its claims and that key.
 fn first_verified<'k, C>(
-    verifiers: &'k [Result<PublicKey, String>],
+    verifiers: &'k [Result<PublicKey, KeyError>],
     which: &'static str,
     parse: impl Fn(&PublicKey) -> Result<C, TokenError>,
 ) -> Result<(C, &'k PublicKey), Refusal> {
@@ -313,7 +330,7 @@ fn first_verified<'k, C>(
                 Ok(claims) => return Ok((claims, key)),
                 Err(e) => last = e.to_string(),
             },
-            Err(e) => last = e.clone(),
+            Err(e) => last = e.to_string(),
         }
     }
     Err(Refusal::Unverified { which, last })
@@ -321,7 +338,7 @@ fn first_verified<'k, C>(
 
 fn verify_caller(
     request: &DecodedRequest,
-    verifiers: &[Result<PublicKey, String>],
+    verifiers: &[Result<PublicKey, KeyError>],
     caller_jwt: &str,
     now: SystemTime,
 ) -> Result<(), Refusal> {
@@ -378,7 +395,7 @@ fn check_direct_fleet_manager(claims: &ClientIdClaims) -> Result<(), Refusal> {
 
 fn verify_delegated(
     request: &DecodedRequest,
-    verifiers: &[Result<PublicKey, String>],
+    verifiers: &[Result<PublicKey, KeyError>],
     caller_jwt: &str,
     signer_jwt: &str,
     now: SystemTime,

@@ -632,11 +632,34 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Why a name from a `configure` request cannot be used as a file or directory name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathInputError {
+    /// A policy file name lacks its extension.
+    #[error("expected \"{name}\" to have {extension} extension")]
+    Extension {
+        /// The name given.
+        name: String,
+        /// The extension it needs (`.policy`, `.rego`).
+        extension: String,
+    },
+    /// A policy file name is not one plain file name.
+    #[error("invalid file name {0:?}: it must be a plain file name without path separators or leading dots")]
+    NotPlain(String),
+    /// The `ssldir` climbs out with `..` (or holds a NUL).
+    #[error("invalid ssldir {0:?}: \"..\" is not allowed")]
+    ParentDir(String),
+}
+
 /// Checks that `name` is one plain file name ending in `extension` (no separators, no
 /// `..`), so a policy can never be written outside its directory.
-pub fn check_file_name(name: &str, extension: &str) -> Result<(), String> {
+pub fn check_file_name(name: &str, extension: &str) -> Result<(), PathInputError> {
     if !name.ends_with(extension) {
-        return Err(format!("expected \"{name}\" to have {extension} extension"));
+        return Err(PathInputError::Extension {
+            name: name.to_string(),
+            extension: extension.to_string(),
+        });
     }
     let mut components = Path::new(name).components();
     let single = matches!(
@@ -644,9 +667,7 @@ pub fn check_file_name(name: &str, extension: &str) -> Result<(), String> {
         (Some(Component::Normal(_)), None)
     );
     if !single || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
-        return Err(format!(
-            "invalid file name {name:?}: it must be a plain file name without path separators or leading dots"
-        ));
+        return Err(PathInputError::NotPlain(name.to_string()));
     }
     Ok(())
 }
@@ -654,7 +675,7 @@ pub fn check_file_name(name: &str, extension: &str) -> Result<(), String> {
 fn policy_files(
     policies: &HashMap<String, String>,
     extension: &str,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, PathInputError> {
     let mut out = BTreeMap::new();
     for (name, body) in policies {
         if name.is_empty() || body.is_empty() {
@@ -683,10 +704,10 @@ fn write_policies(dir: &Path, policies: &BTreeMap<String, String>) -> io::Result
 
 /// Resolves the `ssldir` input: absolute as given, relative to the configuration
 /// directory otherwise; `..` components are refused.
-fn safe_dir(config_dir: &Path, given: &str) -> Result<PathBuf, String> {
+fn safe_dir(config_dir: &Path, given: &str) -> Result<PathBuf, PathInputError> {
     let path = Path::new(given);
     if path.components().any(|c| matches!(c, Component::ParentDir)) || given.contains('\0') {
-        return Err(format!("invalid ssldir {given:?}: \"..\" is not allowed"));
+        return Err(PathInputError::ParentDir(given.to_string()));
     }
     Ok(if path.is_absolute() {
         path.to_path_buf()
