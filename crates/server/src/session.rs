@@ -480,10 +480,6 @@ mod tests {
         RpcRequest::new(agent, action, data).encode().unwrap()
     }
 
-    async fn reply_to(session: &mut Session, bytes: &[u8], now: SystemTime) -> Option<Handled> {
-        session.handle(bytes, now).await
-    }
-
     fn decoded(handled: &Handled) -> (String, Vec<u8>) {
         let (to, bytes) = handled.reply.as_ref().unwrap();
         let reply = message::decode_reply(bytes.as_ref().unwrap()).unwrap();
@@ -503,7 +499,7 @@ mod tests {
             Filter::default(),
             now,
         );
-        let handled = reply_to(&mut session, &bytes, now).await.unwrap();
+        let handled = session.handle(&bytes, now).await.unwrap();
         assert_eq!(handled.effect, Effect::None);
         let (subject, payload) = decoded(&handled);
         assert_eq!(subject, to);
@@ -512,7 +508,7 @@ mod tests {
         assert_eq!(reply.action, "ping");
 
         let (_, bytes) = request("discovery", b"ping", Filter::for_agent("rpcutil"), now);
-        let handled = reply_to(&mut session, &bytes, now).await.unwrap();
+        let handled = session.handle(&bytes, now).await.unwrap();
         assert_eq!(decoded(&handled).1, b"pong");
 
         let (_, bytes) = request(
@@ -522,8 +518,7 @@ mod tests {
             now,
         );
         let reply =
-            RpcReply::decode(&decoded(&reply_to(&mut session, &bytes, now).await.unwrap()).1)
-                .unwrap();
+            RpcReply::decode(&decoded(&session.handle(&bytes, now).await.unwrap()).1).unwrap();
         assert_eq!(reply.statuscode, StatusCode::UnknownAction);
         assert_eq!(reply.statusmsg, "Unknown agent puppet");
 
@@ -534,8 +529,7 @@ mod tests {
             now,
         );
         let reply =
-            RpcReply::decode(&decoded(&reply_to(&mut session, &bytes, now).await.unwrap()).1)
-                .unwrap();
+            RpcReply::decode(&decoded(&session.handle(&bytes, now).await.unwrap()).1).unwrap();
         assert_eq!(reply.statuscode, StatusCode::InvalidData);
     }
 
@@ -553,7 +547,7 @@ mod tests {
         };
         let (_, bytes) = request("rpcutil", &ping, only_compound, now);
         assert!(
-            reply_to(&mut session, &bytes, now).await.is_none(),
+            session.handle(&bytes, now).await.is_none(),
             "compound matches no node"
         );
 
@@ -563,12 +557,12 @@ mod tests {
         };
         let (_, bytes) = request("rpcutil", &ping, class.clone(), now);
         assert!(
-            reply_to(&mut session, &bytes, now).await.is_none(),
+            session.handle(&bytes, now).await.is_none(),
             "no classes file, no classes"
         );
         std::fs::write(dir.path().join("classes.txt"), "role::web\n").unwrap();
         let (_, bytes) = request("rpcutil", &ping, class, now);
-        assert!(reply_to(&mut session, &bytes, now).await.is_some());
+        assert!(session.handle(&bytes, now).await.is_some());
 
         let fact = Filter {
             fact: vec![choria_protocol::envelope::FactFilter {
@@ -580,7 +574,7 @@ mod tests {
             ..Filter::default()
         };
         let (_, bytes) = request("rpcutil", &ping, fact, now);
-        assert!(reply_to(&mut session, &bytes, now).await.is_some());
+        assert!(session.handle(&bytes, now).await.is_some());
     }
 
     #[tokio::test]
@@ -595,8 +589,8 @@ mod tests {
             Filter::default(),
             now - Duration::from_secs(3600),
         );
-        assert!(reply_to(&mut session, &old, now).await.is_none());
-        assert!(reply_to(&mut session, b"{", now).await.is_none());
+        assert!(session.handle(&old, now).await.is_none());
+        assert!(session.handle(b"{", now).await.is_none());
         let mut normal = plan(dir.path());
         normal.verification = Verification::Required(Default::default());
         let mut session = Session::new(&normal);
@@ -608,7 +602,7 @@ mod tests {
                 ..
             })
         ));
-        assert!(reply_to(&mut session, &unsigned, now).await.is_none());
+        assert!(session.handle(&unsigned, now).await.is_none());
     }
 
     #[tokio::test]
@@ -631,7 +625,7 @@ mod tests {
             Filter::default(),
             now,
         );
-        let handled = reply_to(&mut session, &bytes, now).await.unwrap();
+        let handled = session.handle(&bytes, now).await.unwrap();
         let reply = RpcReply::decode(&decoded(&handled).1).unwrap();
         assert!(reply.is_ok(), "{}", reply.statusmsg);
         assert!(matches!(handled.effect, Effect::Restart { .. }));

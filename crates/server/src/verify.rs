@@ -25,6 +25,7 @@
 //! Unsigned requests are always refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use choria_protocol::message::DecodedRequest;
@@ -32,21 +33,40 @@ use choria_protocol::{ProtocolError, Version};
 use choria_tokens::{ClientIdClaims, PublicKey, Purpose, TokenError};
 use rsa::pkcs8::DecodePublicKey as _;
 
-/// Who a normal-mode node trusts to sign requests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Who a normal-mode node trusts to sign requests, with its keys parsed once.
+#[derive(Debug, Clone, Default)]
 pub struct Trust {
-    /// Hex ed25519 public keys of organisation issuers (v2 caller and signer JWTs, also
-    /// through their trust chains): `plugin.security.issuer.<name>.public`.
-    pub org_issuers: Vec<String>,
-    /// Hex ed25519 public keys that sign v2 caller and signer JWTs directly:
-    /// `plugin.security.choria.trusted_signers`.
-    pub trusted_signers: Vec<String>,
+    /// Keys that verify v2 caller and signer JWTs: organisation issuers
+    /// (`plugin.security.issuer.<name>.public`, also through their trust chains), then
+    /// trusted signers (`plugin.security.choria.trusted_signers`). A configured key that
+    /// does not parse is kept as its error and reported when nothing verifies a token.
+    verifiers: Arc<[Result<PublicKey, KeyError>]>,
     /// CA file for v1 x509 callers, read on every v1 request.
     pub ca: Option<PathBuf>,
 }
 
+impl Trust {
+    /// Trust in the hex ed25519 keys `org_issuers` and `trusted_signers`, and in the CA
+    /// file `ca` for v1 callers.
+    pub fn new(org_issuers: &[String], trusted_signers: &[String], ca: Option<PathBuf>) -> Trust {
+        let verifiers = org_issuers
+            .iter()
+            .map(|hex| (hex, "issuer"))
+            .chain(trusted_signers.iter().map(|hex| (hex, "trusted signer")))
+            .map(|(hex, role)| {
+                PublicKey::ed25519_from_hex(hex).map_err(|source| KeyError {
+                    role,
+                    hex: hex.clone(),
+                    source,
+                })
+            })
+            .collect();
+        Trust { verifiers, ca }
+    }
+}
+
 /// How strictly requests are checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Verification {
     /// Provisioning mode: security checks are skipped, as upstream (spec §4.3).
     Skip,
@@ -282,38 +302,15 @@ struct KeyError {
     source: TokenError,
 }
 
-/// Keys that may verify caller and signer JWTs: organisation issuers, then trusted signers.
-/// Keys that do not parse are reported when nothing verifies.
-fn jwt_verifiers(trust: &Trust) -> Vec<Result<PublicKey, KeyError>> {
-    trust
-        .org_issuers
-        .iter()
-        .map(|hex| (hex, "issuer"))
-        .chain(
-            trust
-                .trusted_signers
-                .iter()
-                .map(|hex| (hex, "trusted signer")),
-        )
-        .map(|(hex, role)| {
-            PublicKey::ed25519_from_hex(hex).map_err(|source| KeyError {
-                role,
-                hex: hex.clone(),
-                source,
-            })
-        })
-        .collect()
-}
-
 fn verify_jwt(request: &DecodedRequest, trust: &Trust, now: SystemTime) -> Result<(), Refusal> {
-    let verifiers = jwt_verifiers(trust);
+    let verifiers = &trust.verifiers;
     if verifiers.is_empty() {
         return Err(Refusal::NoJwtVerifier);
     }
     let caller_jwt = request.security.caller_jwt().ok_or(Refusal::NoCallerJwt)?;
     match request.security.signer_jwt() {
-        Some(signer_jwt) => verify_delegated(request, &verifiers, caller_jwt, signer_jwt, now),
-        None => verify_caller(request, &verifiers, caller_jwt, now),
+        Some(signer_jwt) => verify_delegated(request, verifiers, caller_jwt, signer_jwt, now),
+        None => verify_caller(request, verifiers, caller_jwt, now),
     }
 }
 
@@ -759,10 +756,7 @@ mod tests {
     }
 
     fn issuer_trust(issuer: &Ed) -> Trust {
-        Trust {
-            org_issuers: vec![issuer.public_hex()],
-            ..Trust::default()
-        }
+        Trust::new(&[issuer.public_hex()], &[], None)
     }
 
     #[test]
@@ -778,17 +772,14 @@ mod tests {
         let (unrelated, signer, bob) = (Ed::new(), Ed::new(), Ed::new());
         let jwt = signer.client_token("choria=bob", &bob, fleet());
         let request = v2_request("choria=bob", &bob, &jwt, None);
-        let trust = Trust {
-            org_issuers: vec![unrelated.public_hex()],
-            trusted_signers: vec![unrelated.public_hex(), signer.public_hex()],
-            ..Trust::default()
-        };
+        let trust = Trust::new(
+            &[unrelated.public_hex()],
+            &[unrelated.public_hex(), signer.public_hex()],
+            None,
+        );
         verify_request(&request, &trust, SystemTime::now()).unwrap();
 
-        let untrusted = Trust {
-            trusted_signers: vec![unrelated.public_hex()],
-            ..Trust::default()
-        };
+        let untrusted = Trust::new(&[], &[unrelated.public_hex()], None);
         let refusal = verify_request(&request, &untrusted, SystemTime::now()).unwrap_err();
         assert!(
             matches!(
@@ -932,11 +923,7 @@ mod tests {
         );
 
         // Both keys trusted, but signer and caller verified by different ones: refused.
-        let trust = Trust {
-            org_issuers: vec![issuer.public_hex()],
-            trusted_signers: vec![other.public_hex()],
-            ..Trust::default()
-        };
+        let trust = Trust::new(&[issuer.public_hex()], &[other.public_hex()], None);
         let refusal = verify_request(&request, &trust, SystemTime::now()).unwrap_err();
         assert!(
             matches!(refusal, Refusal::DelegatedCallerUnverified(_)),
@@ -960,8 +947,8 @@ mod tests {
 
     #[test]
     fn unsigned_requests_are_refused() {
-        let (_dir, mut trust) = ca_trust();
-        trust.org_issuers = vec![Ed::new().public_hex()];
+        let (_dir, ca) = ca_trust();
+        let trust = Trust::new(&[Ed::new().public_hex()], &[], ca.ca);
         for version in [Version::V1, Version::V2] {
             let request = encode(version, "choria=bob.mcollective", &RequestSigner::Insecure);
             let refusal = verify_request(&request, &trust, SystemTime::now()).unwrap_err();

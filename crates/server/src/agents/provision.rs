@@ -93,6 +93,26 @@ pub enum Effect {
     },
 }
 
+/// Why a name from a `configure` request cannot be used as a file or directory name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathInputError {
+    /// A policy file name lacks its extension.
+    #[error("expected \"{name}\" to have {extension} extension")]
+    Extension {
+        /// The name given.
+        name: String,
+        /// The extension it needs (`.policy`, `.rego`).
+        extension: String,
+    },
+    /// A policy file name is not one plain file name.
+    #[error("invalid file name {0:?}: it must be a plain file name without path separators or leading dots")]
+    NotPlain(String),
+    /// The `ssldir` climbs out with `..` (or holds a NUL).
+    #[error("invalid ssldir {0:?}: \"..\" is not allowed")]
+    ParentDir(String),
+}
+
 /// The agent's state: the lock, the in-memory X25519 half, and whether an exit is
 /// already scheduled. Callers serialise access (one action at a time per node).
 #[derive(Debug, Default)]
@@ -630,26 +650,6 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),
     }
-}
-
-/// Why a name from a `configure` request cannot be used as a file or directory name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PathInputError {
-    /// A policy file name lacks its extension.
-    #[error("expected \"{name}\" to have {extension} extension")]
-    Extension {
-        /// The name given.
-        name: String,
-        /// The extension it needs (`.policy`, `.rego`).
-        extension: String,
-    },
-    /// A policy file name is not one plain file name.
-    #[error("invalid file name {0:?}: it must be a plain file name without path separators or leading dots")]
-    NotPlain(String),
-    /// The `ssldir` climbs out with `..` (or holds a NUL).
-    #[error("invalid ssldir {0:?}: \"..\" is not allowed")]
-    ParentDir(String),
 }
 
 /// Checks that `name` is one plain file name ending in `extension` (no separators, no

@@ -323,20 +323,18 @@ fn jwt_credentials(
     Ok((credentials, claims.collectives, reply_key))
 }
 
-/// The normal-mode trust policy from the configuration; `ca` is the node's CA file.
+/// The normal-mode trust policy from the configuration, its keys parsed once; `ca` is
+/// the node's CA file.
 fn trust_from(config: &Config, ca: Option<PathBuf>) -> Trust {
-    let org_issuers = config
+    let org_issuers: Vec<String> = config
         .get_list("plugin.security.issuer.names")
         .unwrap_or_default()
         .iter()
         .filter_map(|name| config.get(&format!("plugin.security.issuer.{name}.public")))
         .map(str::to_string)
         .collect();
-    Trust {
-        org_issuers,
-        trusted_signers: config.get_list_or_empty("plugin.security.choria.trusted_signers"),
-        ca,
-    }
+    let trusted_signers = config.get_list_or_empty("plugin.security.choria.trusted_signers");
+    Trust::new(&org_issuers, &trusted_signers, ca)
 }
 
 fn registration_data_file(config: &Config) -> Option<String> {
@@ -418,7 +416,7 @@ mod tests {
             &plan.credentials,
             Credentials::Provisioning { jwt, user: None } if jwt == "the.provisioning.jwt"
         ));
-        assert_eq!(plan.verification, Verification::Skip);
+        assert!(matches!(plan.verification, Verification::Skip));
         assert_eq!(plan.component, PROVISION_COMPONENT);
         assert!(plan.ca.is_none() && plan.reply_key.is_none());
         assert_eq!(plan.registration, Some(PathBuf::from("/tmp/reg.json")));
