@@ -3,12 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use choria_server::node::CancellationToken;
 
-use choria_server::codec::ProtocolCodec;
 use choria_server::node::{Node, NodeExit, NodeOptions, RestartPolicy};
 
 /// Arguments of `choria server`.
@@ -60,7 +58,6 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             provisioning_jwt: run.provisioning_jwt.clone(),
             identity: run.identity.clone(),
             restart: RestartPolicy::Exit,
-            codec: Arc::new(ProtocolCodec),
         });
         node.run(cancel).await
     });

@@ -38,7 +38,6 @@ impl Fleet {
         cancel: CancellationToken,
     ) -> Result<Fleet, DemoError> {
         let mut nodes = Vec::with_capacity(count);
-        let codec = choria_server::wire::default_codec();
         for index in 1..=count {
             let identity = node_identity(index);
             let dir = site.node_dir(index);
@@ -51,7 +50,6 @@ impl Fleet {
                 provisioning_jwt: Some(site.provisioning_token.clone()),
                 identity: Some(identity.clone()),
                 restart: RestartPolicy::InPlace,
-                codec: codec.clone(),
             }));
             nodes.push((identity, node));
         }

@@ -47,6 +47,7 @@
 pub mod ddl;
 pub mod envelope;
 pub mod error;
+pub mod filter;
 pub mod gojson;
 pub mod ids;
 pub mod lifecycle;

@@ -157,6 +157,17 @@ impl RpcReply {
         }
     }
 
+    /// A successful reply whose outputs `data` are any JSON value (agents build them with
+    /// `json!`; upstream replies are objects, but `data` is free-form on the wire).
+    pub fn success(action: &str, data: Value) -> Self {
+        RpcReply {
+            action: action.to_string(),
+            statuscode: StatusCode::Ok,
+            statusmsg: StatusCode::Ok.default_message().to_string(),
+            data,
+        }
+    }
+
     /// A failed reply with `code` and `message`, and empty outputs.
     pub fn error(action: &str, code: StatusCode, message: &str) -> Self {
         RpcReply {

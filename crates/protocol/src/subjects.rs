@@ -153,6 +153,13 @@ pub fn provisioning_reply_prefix(caller_id: &str) -> String {
     format!("{PROVISIONING_COLLECTIVE}.reply.{}", md5_hex(caller_id))
 }
 
+/// `<collective>.reply`: inbox prefix of a connection without a caller id to hash
+/// (servers in provisioning mode).
+pub fn unhashed_reply_prefix(collective: &str) -> Result<String, SubjectError> {
+    validate_token("collective", collective)?;
+    Ok(format!("{collective}.reply"))
+}
+
 /// `<collective>.reply.<hash(caller_id)>.<request_id>`: where replies to a request go.
 pub fn reply(
     collective: &str,
@@ -265,6 +272,10 @@ mod tests {
         assert_eq!(
             provisioning_reply_prefix("up=ginkgo"),
             reply_prefix(PROVISIONING_COLLECTIVE, "up=ginkgo", false).unwrap()
+        );
+        assert_eq!(
+            unhashed_reply_prefix("provisioning").unwrap(),
+            "provisioning.reply"
         );
         assert_eq!(
             registration("choria").unwrap(),

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use choria_provisioner::wire::Version;
 use choria_provisioner::{CancellationToken, Provisioner, Settings};
-use choria_server::codec::ProtocolCodec;
 use choria_server::node::{Node, NodeOptions, Phase, RestartPolicy};
 use choria_testkit::site::{SiteOptions, TestSite, PROVISIONER_CALLER, PROVISIONING_ACCESS_TOKEN};
 use choria_tokens::{parse_server_token, Ed25519Seed};
@@ -32,7 +31,6 @@ async fn real_nodes_are_provisioned_into_the_fleet() {
             provisioning_jwt: Some(site.provisioning_token_path.clone()),
             identity: Some(format!("n{i}.example.net")),
             restart: RestartPolicy::InPlace,
-            codec: Arc::new(ProtocolCodec),
         }));
         let phase = node.phase();
         let (n, c) = (node.clone(), cancel.clone());
@@ -126,7 +124,6 @@ async fn two_provisioners_share_one_election_through_the_broker() {
         provisioning_jwt: Some(site.provisioning_token_path.clone()),
         identity: Some("n1.example.net".into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }));
     let mut phase = node.phase();
     let (n, c) = (node.clone(), cancel.clone());
@@ -263,7 +260,6 @@ print(json.dumps({"key": key, "certificate": cert, "ca": open(d + "/ca.pem").rea
         provisioning_jwt: Some(site.provisioning_token_path.clone()),
         identity: Some("web1.example.net".into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }));
     let mut phase = node.phase();
     let cancel = CancellationToken::new();

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use choria_provisioner::{CancellationToken, ClientSettings, Provisioner, Settings};
 use choria_resolve::Resolver;
-use choria_server::codec::ProtocolCodec;
 use choria_server::node::{Node, NodeOptions, Phase, RestartPolicy};
 use choria_testkit::dns::TestDns;
 use choria_testkit::site::{
@@ -82,7 +81,6 @@ async fn node_and_provisioner_find_the_broker_through_srv() {
             provisioning_jwt: Some(token_path),
             identity: Some("n1.example.net".into()),
             restart: RestartPolicy::InPlace,
-            codec: Arc::new(ProtocolCodec),
         })
         .with_resolver(resolver.clone()),
     );

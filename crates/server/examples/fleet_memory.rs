@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use choria_server::codec::ProtocolCodec;
 use choria_server::node::{CancellationToken, Node, NodeOptions, Phase, RestartPolicy};
 use choria_testkit::site::TestSite;
 
@@ -44,7 +43,6 @@ async fn main() {
             provisioning_jwt: Some(site.provisioning_token_path.clone()),
             identity: Some(format!("n{index}.example.net")),
             restart: RestartPolicy::InPlace,
-            codec: Arc::new(ProtocolCodec),
         }));
         phases.push(node.phase());
         let cancel = cancel.clone();

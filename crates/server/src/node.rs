@@ -1,37 +1,23 @@
-//! The node runtime: one node = one NATS connection and a small task, so a simulator can
-//! run thousands per process. It decides the mode, connects, serves agents, and on
-//! `restart` comes back up in place by reading the configuration `configure` wrote.
+//! The node runtime as a state machine: [`Node::run`] drives `Starting` (decide the mode
+//! and compute the [`Plan`]) → `Connecting` → `Serving` → `Leaving`, each state consuming
+//! itself; `restart` comes back up in place by planning again from what `configure` wrote.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::watch;
 pub use tokio_util::sync::CancellationToken;
 
-use crate::agents::provision::{Effect, ProvisionAgent, ProvisionContext, RequestInfo};
-use crate::agents::rpcutil::{self, NodeFacts, VERSION};
-use crate::agents::{ActionReply, Status};
-use crate::connection::{self, ConnectSpec, Credentials};
-use crate::resolve;
-use crate::startup::{self, Mode, Startup, StartupInputs};
-use crate::wire::{Codec, Incoming, Lifecycle, ReplyKey, Verification};
+use choria_protocol::subjects::SubjectError;
 
-/// Largest facts file read.
-pub const MAX_FACTS_BYTES: u64 = 1024 * 1024;
-/// Lifecycle component while provisioning.
-pub const PROVISION_COMPONENT: &str = "provision_mode_server";
-/// Lifecycle component in normal mode.
-pub const SERVER_COMPONENT: &str = "server";
+use crate::connection::ConnectError;
+use crate::resolve;
+use crate::startup::{PlanError, StartupError};
+
+mod state;
+
 /// Interval between registration publishes while provisioning.
 pub const REGISTRATION_INTERVAL: Duration = Duration::from_secs(120);
-/// Largest registration data file published.
-pub const MAX_REGISTRATION_BYTES: u64 = 1024 * 1024;
-/// Where provisioning-mode registration data goes.
-pub const REGISTRATION_SUBJECT: &str = "provisioning.registration.data";
 /// Interval between `alive` events.
 pub const ALIVE_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
@@ -78,31 +64,35 @@ pub enum NodeExit {
 pub enum NodeError {
     /// Start-up could not decide what to do.
     #[error(transparent)]
-    Startup(#[from] startup::StartupError),
+    Startup(#[from] StartupError),
+    /// The configuration does not describe a runnable node.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     /// No broker could be resolved.
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
     /// Connecting failed.
     #[error(transparent)]
-    Connect(#[from] connection::ConnectError),
+    Connect(#[from] ConnectError),
     /// The identity cannot be used in NATS subjects.
     #[error("invalid node identity: {0}")]
-    Identity(String),
-    /// Normal mode lacks something it needs.
-    #[error("cannot run in normal mode: {0}")]
-    NormalMode(String),
-    /// A NATS operation failed.
-    #[error("NATS {what} failed: {reason}")]
-    Nats {
-        /// What was being done.
-        what: &'static str,
-        /// Why.
-        reason: String,
+    Identity(#[source] SubjectError),
+    /// Subscribing failed.
+    #[error("NATS subscribe to {subject} failed: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// async-nats' error.
+        #[source]
+        source: async_nats::SubscribeError,
     },
+    /// The client closed the subscriptions (the connection is gone for good).
+    #[error("NATS subscription closed by the client")]
+    SubscriptionClosed,
 }
 
 /// How to run one node.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct NodeOptions {
     /// The configuration file (`--config`), also where `configure` writes.
     pub config_file: PathBuf,
@@ -112,8 +102,6 @@ pub struct NodeOptions {
     pub identity: Option<String>,
     /// What `restart` does.
     pub restart: RestartPolicy,
-    /// The wire codec.
-    pub codec: Arc<dyn Codec>,
 }
 
 /// One node.
@@ -123,26 +111,13 @@ pub struct Node {
     resolver: Option<resolve::Resolver>,
 }
 
-enum Outcome {
-    Cancelled,
-    Shutdown,
-    Restart,
-}
-
-#[derive(Deserialize)]
-struct RpcRequest {
-    agent: String,
-    action: String,
-    #[serde(default)]
-    data: Value,
-}
-
 impl Node {
     /// A node that has not started yet.
     pub fn new(options: NodeOptions) -> Node {
+        let phase = watch::Sender::new(Phase::Starting);
         Node {
             options,
-            phase: watch::Sender::new(Phase::Starting),
+            phase,
             resolver: None,
         }
     }
@@ -162,18 +137,15 @@ impl Node {
     pub async fn run(&self, cancel: CancellationToken) -> Result<NodeExit, NodeError> {
         loop {
             self.phase.send_replace(Phase::Starting);
-            let result = self.run_once(&cancel).await;
-            match result {
-                Ok(Outcome::Restart) if self.options.restart == RestartPolicy::InPlace => continue,
-                Ok(Outcome::Restart) => return Ok(NodeExit::Restart),
-                Ok(Outcome::Shutdown) => {
-                    self.phase.send_replace(Phase::Stopped);
-                    return Ok(NodeExit::Shutdown);
-                }
-                Ok(Outcome::Cancelled) => {
-                    self.phase.send_replace(Phase::Stopped);
-                    return Ok(NodeExit::Cancelled);
-                }
+            match self.run_once(&cancel).await {
+                Ok(outcome) => match exit_for(outcome, self.options.restart) {
+                    None => continue,
+                    Some(NodeExit::Restart) => return Ok(NodeExit::Restart),
+                    Some(exit) => {
+                        self.phase.send_replace(Phase::Stopped);
+                        return Ok(exit);
+                    }
+                },
                 Err(err) => {
                     self.phase.send_replace(Phase::Failed(err.to_string()));
                     return Err(err);
@@ -183,617 +155,51 @@ impl Node {
     }
 
     async fn run_once(&self, cancel: &CancellationToken) -> Result<Outcome, NodeError> {
-        let inputs = StartupInputs {
-            config_file: self.options.config_file.clone(),
-            provisioning_jwt: self.options.provisioning_jwt.clone(),
-            default_identity: self.options.identity.clone(),
-        };
-        let startup = startup::decide(&inputs, SystemTime::now())?;
-        choria_protocol::subjects::validate_identity(&startup.identity)
-            .map_err(|e| NodeError::Identity(e.to_string()))?;
-        tracing::info!(identity = %startup.identity, mode = ?startup.mode, reason = %startup.reason, "starting node");
-        match startup.mode {
-            Mode::Provisioning => self.provisioning(startup, cancel).await,
-            Mode::Normal => self.normal(startup, cancel).await,
-        }
-    }
-
-    async fn provisioning(
-        &self,
-        startup: Startup,
-        cancel: &CancellationToken,
-    ) -> Result<Outcome, NodeError> {
-        let settings = &startup.settings;
-        let servers = resolve::provisioning::targets(
-            &settings.broker_urls,
-            &settings.srv_domain,
-            self.resolver.as_ref(),
-            cancel,
-        )
-        .await?;
-        tracing::info!(
-            "Entering provision mode with servers {}",
-            servers
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let user = (!settings.username.is_empty() && !settings.password.is_empty())
-            .then(|| (settings.username.clone(), settings.password.clone()));
-        let spec = ConnectSpec {
-            servers,
-            name: startup.identity.clone(),
-            inbox_prefix: "provisioning.reply".into(),
-            credentials: Credentials::Provisioning {
-                jwt: settings.jwt.clone().unwrap_or_default(),
-                user,
-            },
-            ca: None,
-            connect_timeout: connection::connect_timeout(&startup.config)
-                .map_err(startup::StartupError::from)?,
-        };
-        let agents = vec![
-            "choria_provision".to_string(),
-            "choria_util".to_string(),
-            "discovery".to_string(),
-            "rpcutil".to_string(),
-        ];
-        let facts = load_facts(&settings.facts);
-        let context = ProvisionContext {
-            identity: startup.identity.clone(),
-            config_file: Some(self.options.config_file.clone()),
-            jwt_file: settings.jwt_file.clone(),
-            token: settings.token.clone(),
-            provision_mode: true,
-            allow_update: settings.allow_update,
-            ssldir: None,
-            logfile: startup.config.get("logfile").map(str::to_string),
-            registration_data_file: startup
-                .config
-                .get("plugin.choria.registration.file_content.data")
-                .map(str::to_string),
-            provision_registration_data: !settings.registration_data.is_empty(),
-        };
-        let mut subjects = vec![format!("provisioning.node.{}", startup.identity)];
-        subjects.extend(
-            ["discovery", "rpcutil", "choria_util", "choria_provision"]
-                .iter()
-                .map(|a| format!("provisioning.broadcast.agent.{a}")),
-        );
-        let session = Session {
-            identity: startup.identity.clone(),
-            component: PROVISION_COMPONENT,
-            verification: Verification::Skip,
-            node: NodeFacts {
-                agents,
-                facts,
-                collectives: vec!["provisioning".into()],
-                main_collective: "provisioning".into(),
-                upgradable: settings.allow_update,
-            },
-            agent: Some(ProvisionAgent::new(context)),
-            reply_key: None,
-            registration: (!settings.registration_data.is_empty())
-                .then(|| PathBuf::from(&settings.registration_data)),
-            last_mtime: None,
-        };
-        self.serve(session, &spec, &subjects, Phase::Provisioning, cancel)
-            .await
-    }
-
-    async fn normal(
-        &self,
-        startup: Startup,
-        cancel: &CancellationToken,
-    ) -> Result<Outcome, NodeError> {
-        let config = &startup.config;
-        let config_dir = std::path::absolute(&self.options.config_file)
-            .ok()
-            .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("."));
-        let hosts = config
-            .get("plugin.choria.middleware_hosts")
-            .ok_or_else(|| {
-                NodeError::NormalMode("plugin.choria.middleware_hosts is not set".into())
-            })?;
-        let servers = resolve::parse_urls(hosts)?;
-        let ssldir = config
-            .get("plugin.choria.ssldir")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| config_dir.join("ssl"));
-        let ca = config
-            .get("plugin.security.choria.ca")
-            .or_else(|| config.get("plugin.security.file.ca"))
-            .map(PathBuf::from)
-            .or_else(|| Some(ssldir.join("ca.pem")).filter(|p| p.exists()));
-        let (credentials, collectives, trust, reply_key) = match startup::token_and_seed(
-            config,
-            &config_dir,
-        ) {
-            Some((token_file, seed_file)) => {
-                let claims =
-                    startup::check_token_and_seed(&token_file, &seed_file, SystemTime::now())
-                        .map_err(NodeError::NormalMode)?;
-                let jwt = choria_config::files::read_capped_string(
-                    &token_file,
-                    crate::settings::MAX_TOKEN_BYTES,
-                )
-                .map_err(|e| NodeError::NormalMode(e.to_string()))?
-                .trim()
-                .to_string();
-                let seed = choria_tokens::Ed25519Seed::from_file(&seed_file)
-                    .map_err(|e| NodeError::NormalMode(e.to_string()))?;
-                // Replies are signed unless plugin.security.choria.sign_replies is false.
-                let sign = config
-                    .get_bool("plugin.security.choria.sign_replies")
-                    .ok()
-                    .flatten()
-                    .unwrap_or(true);
-                let reply_key =
-                    sign.then(|| seed_signing_key(&seed))
-                        .flatten()
-                        .map(|key| ReplyKey {
-                            key,
-                            jwt: jwt.clone(),
-                        });
-                let certificate = match (
-                        config.get("plugin.security.choria.certificate"),
-                        config.get("plugin.security.choria.key"),
-                    ) {
-                        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
-                        (None, None) => None,
-                        _ => {
-                            return Err(NodeError::NormalMode(
-                                "plugin.security.choria.certificate and plugin.security.choria.key must be set together".into(),
-                            ))
-                        }
-                    };
-                (
-                    Credentials::ServerJwt {
-                        jwt,
-                        seed: Box::new(seed),
-                        certificate,
-                    },
-                    claims.collectives,
-                    trust_from(config, ca.clone()),
-                    reply_key,
-                )
-            }
-            None => {
-                let cert = ssldir.join("certificate.pem");
-                let key = ssldir.join("private.pem");
-                if !cert.exists() || !key.exists() || ca.is_none() {
-                    return Err(NodeError::NormalMode(format!(
-                        "no server JWT configured and no certificate, key and CA in {}",
-                        ssldir.display()
-                    )));
-                }
-                let collectives = config
-                    .get_list("collectives")
-                    .unwrap_or_else(|| vec!["mcollective".into()]);
-                (
-                    Credentials::Certificate { cert, key },
-                    collectives,
-                    trust_from(config, ca.clone()),
-                    None,
-                )
-            }
-        };
-        if collectives.is_empty() {
-            return Err(NodeError::NormalMode(
-                "the server has no collectives".into(),
-            ));
-        }
-        let main = config
-            .get("main_collective")
-            .map(str::to_string)
-            .unwrap_or_else(|| collectives[0].clone());
-        let spec = ConnectSpec {
-            servers,
-            name: startup.identity.clone(),
-            inbox_prefix: format!(
-                "{main}.reply.{}",
-                choria_protocol::subjects::md5_hex(&startup.identity)
-            ),
-            credentials,
-            ca,
-            connect_timeout: connection::connect_timeout(config)
-                .map_err(startup::StartupError::from)?,
-        };
-        let mut agents = vec![
-            "choria_util".to_string(),
-            "discovery".to_string(),
-            "rpcutil".to_string(),
-        ];
-        let mut subjects = Vec::new();
-        for collective in &collectives {
-            subjects.push(format!("{collective}.node.{}", startup.identity));
-            for agent in ["discovery", "rpcutil", "choria_util"] {
-                subjects.push(format!("{collective}.broadcast.agent.{agent}"));
-            }
-        }
-        // A node that still has its provisioning token keeps the agent (spec §4.8).
-        let agent = startup.settings.supports_provisioning().then(|| {
-            agents.push("choria_provision".into());
-            for collective in &collectives {
-                subjects.push(format!("{collective}.broadcast.agent.choria_provision"));
-            }
-            ProvisionAgent::new(ProvisionContext {
-                identity: startup.identity.clone(),
-                config_file: Some(self.options.config_file.clone()),
-                jwt_file: startup.settings.jwt_file.clone(),
-                token: startup.settings.token.clone(),
-                provision_mode: false,
-                logfile: config.get("logfile").map(str::to_string),
-                registration_data_file: config
-                    .get("plugin.choria.registration.file_content.data")
-                    .map(str::to_string),
-                ..ProvisionContext::default()
-            })
-        });
-        let session = Session {
-            identity: startup.identity.clone(),
-            component: SERVER_COMPONENT,
-            verification: Verification::Required(trust),
-            node: NodeFacts {
-                agents,
-                facts: load_facts(config.get("plugin.yaml").unwrap_or_default()),
-                collectives: collectives.clone(),
-                main_collective: main,
-                upgradable: false,
-            },
-            agent,
-            registration: None,
-            last_mtime: None,
-            reply_key,
-        };
-        self.serve(session, &spec, &subjects, Phase::InFleet, cancel)
-            .await
-    }
-
-    async fn serve(
-        &self,
-        mut session: Session,
-        spec: &ConnectSpec,
-        subjects: &[String],
-        phase: Phase,
-        cancel: &CancellationToken,
-    ) -> Result<Outcome, NodeError> {
-        let client = connection::connect(spec, cancel).await?;
-        let mut streams = Vec::with_capacity(subjects.len());
-        for subject in subjects {
-            let sub = client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|e| NodeError::Nats {
-                    what: "subscribe",
-                    reason: format!("{subject}: {e}"),
-                })?;
-            streams.push(sub);
-        }
-        let mut messages = futures::stream::select_all(streams);
-        let codec = self.options.codec.clone();
-        self.lifecycle(&client, &session, Lifecycle::Startup).await;
-        tracing::info!(node = %session.identity, phase = ?phase, subjects = subjects.len(), "node ready");
-        self.phase.send_replace(phase);
-        let mut alive = tokio::time::interval_at(
-            tokio::time::Instant::now() + ALIVE_INTERVAL.mul_f64(rand::random::<f64>()),
-            ALIVE_INTERVAL,
-        );
-        let mut registration = tokio::time::interval_at(
-            tokio::time::Instant::now()
-                + Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 1000..4000)),
-            REGISTRATION_INTERVAL,
-        );
-        loop {
-            let message = tokio::select! {
-                _ = registration.tick(), if session.registration.is_some() => {
-                    self.publish_registration(&client, &mut session).await;
-                    continue;
-                }
-                () = cancel.cancelled() => {
-                    self.lifecycle(&client, &session, Lifecycle::Shutdown).await;
-                    let _ = client.flush().await;
-                    return Ok(Outcome::Cancelled);
-                }
-                _ = alive.tick(), if session.component == SERVER_COMPONENT => {
-                    self.lifecycle(&client, &session, Lifecycle::Alive).await;
-                    continue;
-                }
-                message = messages.next() => match message {
-                    Some(message) => message,
-                    None => return Err(NodeError::Nats { what: "subscription", reason: "closed by the client".into() }),
-                },
-            };
-            let request = match codec.decode_request(&message.payload, &session.verification) {
-                Ok(request) => request,
-                Err(reason) => {
-                    tracing::warn!(node = %session.identity, subject = %message.subject, %reason, "dropping request");
-                    continue;
-                }
-            };
-            if !request
-                .filter
-                .matches(&session.identity, &session.node.agents, &session.node.facts)
-            {
-                continue;
-            }
-            let (payload, effect) = session.dispatch(&request).await;
-            if let Some(reply_to) = &request.reply_to {
-                match codec.encode_reply(
-                    &request,
-                    &session.identity,
-                    &payload,
-                    session.reply_key.as_ref(),
-                ) {
-                    Ok(bytes) => {
-                        if let Err(err) = client.publish(reply_to.clone(), bytes.into()).await {
-                            tracing::warn!(node = %session.identity, error = %err, "could not publish reply");
-                        }
-                    }
-                    Err(reason) => {
-                        tracing::warn!(node = %session.identity, %reason, "could not encode reply")
-                    }
-                }
-                let _ = client.flush().await;
-            }
-            match effect {
-                Effect::None => {}
-                Effect::Provisioned => {
-                    self.lifecycle(&client, &session, Lifecycle::Provisioned)
-                        .await;
-                    self.phase.send_replace(Phase::Configured);
-                }
-                Effect::Restart { after } => {
-                    self.lifecycle(&client, &session, Lifecycle::Shutdown).await;
-                    let _ = client.flush().await;
-                    tokio::select! {
-                        () = cancel.cancelled() => return Ok(Outcome::Cancelled),
-                        () = tokio::time::sleep(after) => {}
-                    }
-                    let _ = client.drain().await;
-                    return Ok(Outcome::Restart);
-                }
-                Effect::Shutdown { after } => {
-                    tokio::select! {
-                        () = cancel.cancelled() => return Ok(Outcome::Cancelled),
-                        () = tokio::time::sleep(after) => {}
-                    }
-                    self.lifecycle(&client, &session, Lifecycle::Shutdown).await;
-                    let _ = client.drain().await;
-                    return Ok(Outcome::Shutdown);
-                }
-            }
-        }
-    }
-
-    async fn publish_registration(&self, client: &async_nats::Client, session: &mut Session) {
-        let Some(path) = session.registration.clone() else {
-            return;
-        };
-        let file = path.display().to_string();
-        let mtime = match std::fs::metadata(&path).and_then(|m| m.modified()) {
-            Ok(time) => time
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-            Err(err) => {
-                tracing::error!(node = %session.identity, %file, error = %err, "registration data file is not readable, skipping");
-                return;
-            }
-        };
-        let bytes = match choria_config::files::read_capped(&path, MAX_REGISTRATION_BYTES) {
-            Ok(bytes) if !bytes.is_empty() => bytes,
-            Ok(_) => {
-                tracing::error!(node = %session.identity, %file, "registration data file is empty, skipping");
-                return;
-            }
-            Err(err) => {
-                tracing::error!(node = %session.identity, %file, error = %err, "could not read registration data, skipping");
-                return;
-            }
-        };
-        let updated = session.last_mtime.is_some_and(|last| mtime > last);
-        session.last_mtime = Some(mtime);
-        match self
-            .options
-            .codec
-            .registration(&session.identity, &file, mtime, updated, &bytes)
-        {
-            Ok(body) => {
-                if let Err(err) = client.publish(REGISTRATION_SUBJECT, body.into()).await {
-                    tracing::warn!(node = %session.identity, error = %err, "could not publish registration data");
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(node = %session.identity, %reason, "could not build registration data")
-            }
-        }
-    }
-
-    async fn lifecycle(&self, client: &async_nats::Client, session: &Session, event: Lifecycle) {
-        match self
-            .options
-            .codec
-            .lifecycle(event, &session.identity, session.component, VERSION)
-        {
-            Ok((subject, body)) => {
-                if let Err(err) = client.publish(subject, body.into()).await {
-                    tracing::warn!(node = %session.identity, error = %err, "could not publish lifecycle event");
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(node = %session.identity, %reason, "could not build lifecycle event")
-            }
-        }
+        let connecting = state::Starting(&self.options).plan(SystemTime::now())?;
+        let serving = connecting.connect(self.resolver.as_ref(), cancel).await?;
+        let leaving = serving.serve(&self.phase, cancel).await?;
+        Ok(leaving.leave(cancel).await)
     }
 }
 
-struct Session {
-    identity: String,
-    component: &'static str,
-    verification: Verification,
-    node: NodeFacts,
-    agent: Option<ProvisionAgent>,
-    registration: Option<PathBuf>,
-    last_mtime: Option<i64>,
-    reply_key: Option<ReplyKey>,
+/// How one connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Cancelled,
+    Shutdown,
+    Restart,
 }
 
-impl Session {
-    async fn dispatch(&mut self, request: &Incoming) -> (Vec<u8>, Effect) {
-        if request.agent == "discovery" {
-            let ping = std::str::from_utf8(&request.payload).is_ok_and(|p| p.contains("ping"));
-            return (
-                if ping { b"pong".to_vec() } else { Vec::new() },
-                Effect::None,
+/// What [`Node::run`] returns for `outcome`; `None` means start again in place.
+fn exit_for(outcome: Outcome, policy: RestartPolicy) -> Option<NodeExit> {
+    match (outcome, policy) {
+        (Outcome::Restart, RestartPolicy::InPlace) => None,
+        (Outcome::Restart, RestartPolicy::Exit) => Some(NodeExit::Restart),
+        (Outcome::Shutdown, _) => Some(NodeExit::Shutdown),
+        (Outcome::Cancelled, _) => Some(NodeExit::Cancelled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_comes_back_in_place_or_exits_per_policy() {
+        assert_eq!(exit_for(Outcome::Restart, RestartPolicy::InPlace), None);
+        assert_eq!(
+            exit_for(Outcome::Restart, RestartPolicy::Exit),
+            Some(NodeExit::Restart)
+        );
+        for policy in [RestartPolicy::InPlace, RestartPolicy::Exit] {
+            assert_eq!(
+                exit_for(Outcome::Shutdown, policy),
+                Some(NodeExit::Shutdown)
             );
-        }
-        let rpc: RpcRequest = match serde_json::from_slice(&request.payload) {
-            Ok(rpc) => rpc,
-            Err(err) => {
-                let reply = ActionReply::fail(
-                    Status::InvalidData,
-                    format!("Could not process request: could not parse incoming message as a MCollective SimpleRPC Request: {err}"),
-                );
-                return (rpc_bytes(&reply, ""), Effect::None);
-            }
-        };
-        if rpc.agent != request.agent {
-            let reply = ActionReply::fail(
-                Status::InvalidData,
-                format!(
-                    "request for agent {} carries a payload for agent {}",
-                    request.agent, rpc.agent
-                ),
+            assert_eq!(
+                exit_for(Outcome::Cancelled, policy),
+                Some(NodeExit::Cancelled)
             );
-            return (rpc_bytes(&reply, &rpc.action), Effect::None);
-        }
-        let data = if rpc.data.is_null() {
-            json!({})
-        } else {
-            rpc.data
-        };
-        match request.agent.as_str() {
-            "rpcutil" => {
-                let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                (
-                    rpc_bytes(
-                        &rpcutil::handle(&self.node, &rpc.action, &data, now),
-                        &rpc.action,
-                    ),
-                    Effect::None,
-                )
-            }
-            "choria_util" => {
-                let reply = match rpc.action.as_str() {
-                    "info" => ActionReply::ok(json!({
-                        "choria_version": VERSION,
-                        "connected_server": "",
-                        "security": "choria",
-                        "secure_protocol": true,
-                        "srv_domain": "",
-                        "using_srv": false,
-                        "middleware_servers": [],
-                        "client_version": VERSION,
-                    })),
-                    other => ActionReply::fail(
-                        Status::UnknownAction,
-                        format!("Unknown action {other} for agent choria_util"),
-                    ),
-                };
-                (rpc_bytes(&reply, &rpc.action), Effect::None)
-            }
-            "choria_provision" => match self.agent.take() {
-                Some(mut agent) => {
-                    let info = RequestInfo {
-                        request_id: request.request_id.clone(),
-                        sender: request.sender.clone(),
-                        caller: request.caller.clone(),
-                    };
-                    let action = rpc.action.clone();
-                    // Key generation and fsync block: keep them off the async workers.
-                    let joined = tokio::task::spawn_blocking(move || {
-                        let result = agent.handle(&action, &data, &info, Instant::now());
-                        (agent, result)
-                    })
-                    .await;
-                    match joined {
-                        Ok((agent, (reply, effect))) => {
-                            self.agent = Some(agent);
-                            (rpc_bytes(&reply, &rpc.action), effect)
-                        }
-                        Err(err) => {
-                            // The agent panicked or was cancelled; it is gone, and the node
-                            // stays in its mode without it rather than crashing.
-                            let reply = ActionReply::fail(
-                                Status::UnknownError,
-                                format!("choria_provision#{} failed: {err}", rpc.action),
-                            );
-                            (rpc_bytes(&reply, &rpc.action), Effect::None)
-                        }
-                    }
-                }
-                None => {
-                    let reply = ActionReply::fail(
-                        Status::UnknownAction,
-                        "agent choria_provision is not available on this node",
-                    );
-                    (rpc_bytes(&reply, &rpc.action), Effect::None)
-                }
-            },
-            other => {
-                let reply =
-                    ActionReply::fail(Status::UnknownAction, format!("Unknown agent {other}"));
-                (rpc_bytes(&reply, &rpc.action), Effect::None)
-            }
-        }
-    }
-}
-
-fn seed_signing_key(seed: &choria_tokens::Ed25519Seed) -> Option<ed25519_dalek::SigningKey> {
-    let bytes: [u8; 32] = hex::decode(seed.to_hex()).ok()?.try_into().ok()?;
-    Some(ed25519_dalek::SigningKey::from_bytes(&bytes))
-}
-
-fn rpc_bytes(reply: &ActionReply, action: &str) -> Vec<u8> {
-    serde_json::to_vec(&reply.to_rpc_json(action)).unwrap_or_else(|_| b"{}".to_vec())
-}
-
-/// The normal-mode trust policy from the configuration; `ca` is the node's CA file.
-fn trust_from(config: &choria_config::Config, ca: Option<PathBuf>) -> crate::wire::Trust {
-    let mut issuers = Vec::new();
-    for name in config
-        .get_list("plugin.security.issuer.names")
-        .unwrap_or_default()
-    {
-        if let Some(key) = config.get(&format!("plugin.security.issuer.{name}.public")) {
-            issuers.push(key.to_string());
-        }
-    }
-    crate::wire::Trust {
-        org_issuers: issuers,
-        trusted_signers: config.get_list_or_empty("plugin.security.choria.trusted_signers"),
-        ca,
-    }
-}
-
-fn load_facts(path: &str) -> Value {
-    if path.is_empty() {
-        return json!({});
-    }
-    match choria_config::files::read_capped(std::path::Path::new(path), MAX_FACTS_BYTES) {
-        Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| {
-                tracing::warn!(%path, "facts file is not a JSON object, using no facts");
-                json!({})
-            }),
-        Err(err) => {
-            tracing::warn!(%path, error = %err, "could not read facts");
-            json!({})
         }
     }
 }

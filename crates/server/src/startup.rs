@@ -10,9 +10,16 @@ use std::time::SystemTime;
 
 use choria_config::Config;
 
+use choria_config::files::FileError;
+use choria_tokens::TokenError;
+
 use crate::settings::{
-    ProvisionSettings, TokenOverrides, DEFAULT_PROVISION_JWT_FILE, MAX_TOKEN_BYTES,
+    ProvisionSettings, ResolverError, TokenOverrides, DEFAULT_PROVISION_JWT_FILE, MAX_TOKEN_BYTES,
 };
+
+pub mod plan;
+
+pub use plan::{plan, Plan, PlanError};
 
 /// Config key naming the provisioning JWT (our addition, so tests and simulators need no root).
 pub const JWT_FILE_KEY: &str = "plugin.choria.server.provision.jwt_file";
@@ -65,16 +72,87 @@ pub enum StartupError {
     #[error("configuration file {0} was not found and provisioning is disabled (no provisioning JWT found)")]
     NothingToRun(PathBuf),
     /// Provisioning is required but the JWT is unusable.
-    #[error("provisioning is required but the provisioning JWT {path} is unusable: {reason}")]
+    #[error("provisioning is required but the provisioning JWT {} is unusable: {source}", .path.display())]
     BadProvisioningJwt {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: JwtError,
     },
     /// No identity could be determined.
     #[error("could not determine the node identity: set `identity` in the configuration")]
     NoIdentity,
+}
+
+/// Why a server token and seed cannot be used (the node then provisions again).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenSeedError {
+    /// The seed file is missing or malformed.
+    #[error("seed {}: {source}", .path.display())]
+    Seed {
+        /// The seed file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// The token file cannot be read.
+    #[error("{source}")]
+    Unreadable {
+        /// The token file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: FileError,
+    },
+    /// The token is not a server token, or its public key is malformed.
+    #[error("token {}: {source}", .path.display())]
+    Token {
+        /// The token file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// The token names another key than the seed's.
+    #[error("token {} does not match seed {}", .token.display(), .seed.display())]
+    KeyMismatch {
+        /// The token file.
+        token: PathBuf,
+        /// The seed file.
+        seed: PathBuf,
+    },
+    /// The token has expired.
+    #[error("token {} has expired", .0.display())]
+    Expired(PathBuf),
+}
+
+/// Why the provisioning JWT could not be applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// The file cannot be read.
+    #[error(transparent)]
+    Unreadable(#[from] FileError),
+    /// It is not a provisioning token.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Its claims cannot be used.
+    #[error(transparent)]
+    Claims(#[from] ResolverError),
+    /// It was applied but carries no provisioning token.
+    #[error("it carries no provisioning token")]
+    NoProvisioningToken,
+}
+
+/// The directory holding `config_file` (where `server.jwt`, `server.seed` and `ssl/` live).
+pub fn config_dir(config_file: &Path) -> PathBuf {
+    std::path::absolute(config_file)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// The token and seed files a configuration uses for JWT security, if any.
@@ -108,36 +186,42 @@ pub fn check_token_and_seed(
     token_file: &Path,
     seed_file: &Path,
     now: SystemTime,
-) -> Result<choria_tokens::ServerClaims, String> {
-    let seed = choria_tokens::Ed25519Seed::from_file(seed_file)
-        .map_err(|e| format!("seed {}: {e}", seed_file.display()))?;
-    let text = choria_config::files::read_capped_string(token_file, MAX_TOKEN_BYTES)
-        .map_err(|e| e.to_string())?;
-    let claims = choria_tokens::parse_server_token_unverified(text.trim())
-        .map_err(|e| format!("token {}: {e}", token_file.display()))?;
-    match claims.is_matching_public_key(&seed.public_key_bytes()) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(format!(
-                "token {} does not match seed {}",
-                token_file.display(),
-                seed_file.display()
-            ))
+) -> Result<choria_tokens::ServerClaims, TokenSeedError> {
+    let seed = choria_tokens::Ed25519Seed::from_file(seed_file).map_err(|source| {
+        TokenSeedError::Seed {
+            path: seed_file.to_path_buf(),
+            source,
         }
-        Err(e) => return Err(format!("token {}: {e}", token_file.display())),
+    })?;
+    let text = choria_config::files::read_capped_string(token_file, MAX_TOKEN_BYTES).map_err(
+        |source| TokenSeedError::Unreadable {
+            path: token_file.to_path_buf(),
+            source,
+        },
+    )?;
+    let token_error = |source| TokenSeedError::Token {
+        path: token_file.to_path_buf(),
+        source,
+    };
+    let claims = choria_tokens::parse_server_token_unverified(text.trim()).map_err(token_error)?;
+    if !claims
+        .is_matching_public_key(&seed.public_key_bytes())
+        .map_err(token_error)?
+    {
+        return Err(TokenSeedError::KeyMismatch {
+            token: token_file.to_path_buf(),
+            seed: seed_file.to_path_buf(),
+        });
     }
     if claims.standard.is_expired(now) {
-        return Err(format!("token {} has expired", token_file.display()));
+        return Err(TokenSeedError::Expired(token_file.to_path_buf()));
     }
     Ok(claims)
 }
 
 /// Decides the start-up mode.
 pub fn decide(inputs: &StartupInputs, now: SystemTime) -> Result<Startup, StartupError> {
-    let config_dir = std::path::absolute(&inputs.config_file)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let config_dir = config_dir(&inputs.config_file);
     let on_disk = if inputs.config_file.exists() {
         Some(Config::load(&inputs.config_file)?)
     } else {
@@ -218,7 +302,7 @@ pub fn decide(inputs: &StartupInputs, now: SystemTime) -> Result<Startup, Startu
     if mode == Mode::Provisioning && !settings.supports_provisioning() {
         return Err(StartupError::BadProvisioningJwt {
             path: jwt_file,
-            reason: jwt_error.unwrap_or_else(|| "it carries no provisioning token".into()),
+            source: jwt_error.unwrap_or(JwtError::NoProvisioningToken),
         });
     }
     Ok(Startup {
@@ -276,11 +360,9 @@ fn runtime_mode(
 }
 
 /// Reads the provisioning JWT at `path` (unverified) and applies its claims.
-pub fn apply_jwt(settings: &mut ProvisionSettings, path: &Path) -> Result<(), String> {
-    let raw = choria_config::files::read_capped_string(path, MAX_TOKEN_BYTES)
-        .map_err(|e| e.to_string())?;
-    let claims = choria_tokens::parse_provisioning_token_unverified(raw.trim())
-        .map_err(|e| e.to_string())?;
+pub fn apply_jwt(settings: &mut ProvisionSettings, path: &Path) -> Result<(), JwtError> {
+    let raw = choria_config::files::read_capped_string(path, MAX_TOKEN_BYTES)?;
+    let claims = choria_tokens::parse_provisioning_token_unverified(raw.trim())?;
     let overrides = TokenOverrides {
         cht: claims.cht,
         chs: claims.chs,
@@ -294,7 +376,7 @@ pub fn apply_jwt(settings: &mut ProvisionSettings, path: &Path) -> Result<(), St
         v2: claims.v2,
         update: claims.update,
     };
-    settings.apply(&overrides, raw).map_err(|e| e.to_string())
+    Ok(settings.apply(&overrides, raw)?)
 }
 
 fn hostname() -> Option<String> {

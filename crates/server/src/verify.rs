@@ -25,6 +25,7 @@
 //! Unsigned requests are always refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use choria_protocol::message::DecodedRequest;
@@ -32,7 +33,46 @@ use choria_protocol::{ProtocolError, Version};
 use choria_tokens::{ClientIdClaims, PublicKey, Purpose, TokenError};
 use rsa::pkcs8::DecodePublicKey as _;
 
-use crate::wire::Trust;
+/// Who a normal-mode node trusts to sign requests, with its keys parsed once.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Keys that verify v2 caller and signer JWTs: organisation issuers
+    /// (`plugin.security.issuer.<name>.public`, also through their trust chains), then
+    /// trusted signers (`plugin.security.choria.trusted_signers`). A configured key that
+    /// does not parse is kept as its error and reported when nothing verifies a token.
+    verifiers: Arc<[Result<PublicKey, KeyError>]>,
+    /// CA file for v1 x509 callers, read on every v1 request.
+    pub ca: Option<PathBuf>,
+}
+
+impl Trust {
+    /// Trust in the hex ed25519 keys `org_issuers` and `trusted_signers`, and in the CA
+    /// file `ca` for v1 callers.
+    pub fn new(org_issuers: &[String], trusted_signers: &[String], ca: Option<PathBuf>) -> Trust {
+        let verifiers = org_issuers
+            .iter()
+            .map(|hex| (hex, "issuer"))
+            .chain(trusted_signers.iter().map(|hex| (hex, "trusted signer")))
+            .map(|(hex, role)| {
+                PublicKey::ed25519_from_hex(hex).map_err(|source| KeyError {
+                    role,
+                    hex: hex.clone(),
+                    source,
+                })
+            })
+            .collect();
+        Trust { verifiers, ca }
+    }
+}
+
+/// How strictly requests are checked.
+#[derive(Debug, Clone)]
+pub enum Verification {
+    /// Provisioning mode: security checks are skipped, as upstream (spec §4.3).
+    Skip,
+    /// Normal mode: only signed requests from trusted callers are accepted.
+    Required(Trust),
+}
 
 /// Largest CA file read (a bundle of a few certificates).
 pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
@@ -57,12 +97,13 @@ pub enum Refusal {
     #[error("no CA is configured (plugin.security.file.ca or plugin.security.choria.ca) to verify x509 callers")]
     NoCa,
     /// The CA file could not be read.
-    #[error("could not read the CA file {path}: {reason}")]
+    #[error("could not read the CA file {}: {source}", .path.display())]
     CaUnreadable {
         /// The CA file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: choria_config::files::FileError,
     },
     /// The request's caller has no certname.
     #[error("caller {caller:?} does not name a certificate (expected kind=certname)")]
@@ -88,12 +129,13 @@ pub enum Refusal {
         common_name: String,
     },
     /// The certificate's key cannot check a v1 signature.
-    #[error("certificate {common_name:?} does not hold an RSA key: {reason}")]
+    #[error("certificate {common_name:?} does not hold an RSA key: {source}")]
     NotRsa {
         /// The certificate's common name.
         common_name: String,
         /// Why the key did not parse as RSA.
-        reason: String,
+        #[source]
+        source: rsa::pkcs8::spki::Error,
     },
     /// The signature does not verify with the key that should have made it.
     #[error("signature by {signer} does not verify: {source}")]
@@ -225,12 +267,13 @@ fn verify_x509(request: &DecodedRequest, trust: &Trust, now: SystemTime) -> Resu
             });
         }
     }
-    let key = rsa::RsaPublicKey::from_public_key_der(&certificate.public_key_der).map_err(|e| {
-        Refusal::NotRsa {
-            common_name: common_name.clone(),
-            reason: e.to_string(),
-        }
-    })?;
+    let key =
+        rsa::RsaPublicKey::from_public_key_der(&certificate.public_key_der).map_err(|source| {
+            Refusal::NotRsa {
+                common_name: common_name.clone(),
+                source,
+            }
+        })?;
     request
         .security
         .verify_rsa(&key)
@@ -241,48 +284,39 @@ fn verify_x509(request: &DecodedRequest, trust: &Trust, now: SystemTime) -> Resu
 }
 
 fn read_ca(path: &Path) -> Result<String, Refusal> {
-    choria_config::files::read_capped_string(path, MAX_CA_FILE_BYTES).map_err(|e| {
+    choria_config::files::read_capped_string(path, MAX_CA_FILE_BYTES).map_err(|source| {
         Refusal::CaUnreadable {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source,
         }
     })
 }
 
-/// Keys that may verify caller and signer JWTs: organisation issuers, then trusted signers.
-/// Keys that do not parse are reported when nothing verifies.
-fn jwt_verifiers(trust: &Trust) -> Vec<Result<PublicKey, String>> {
-    trust
-        .org_issuers
-        .iter()
-        .map(|hex| (hex, "issuer"))
-        .chain(
-            trust
-                .trusted_signers
-                .iter()
-                .map(|hex| (hex, "trusted signer")),
-        )
-        .map(|(hex, role)| {
-            PublicKey::ed25519_from_hex(hex).map_err(|e| format!("{role} key {hex:?}: {e}"))
-        })
-        .collect()
+/// A configured issuer or trusted-signer key that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{role} key {hex:?}: {source}")]
+struct KeyError {
+    role: &'static str,
+    hex: String,
+    #[source]
+    source: TokenError,
 }
 
 fn verify_jwt(request: &DecodedRequest, trust: &Trust, now: SystemTime) -> Result<(), Refusal> {
-    let verifiers = jwt_verifiers(trust);
+    let verifiers = &trust.verifiers;
     if verifiers.is_empty() {
         return Err(Refusal::NoJwtVerifier);
     }
     let caller_jwt = request.security.caller_jwt().ok_or(Refusal::NoCallerJwt)?;
     match request.security.signer_jwt() {
-        Some(signer_jwt) => verify_delegated(request, &verifiers, caller_jwt, signer_jwt, now),
-        None => verify_caller(request, &verifiers, caller_jwt, now),
+        Some(signer_jwt) => verify_delegated(request, verifiers, caller_jwt, signer_jwt, now),
+        None => verify_caller(request, verifiers, caller_jwt, now),
     }
 }
 
 /// Verifies `token` with the first key that accepts it, returning its claims and that key.
 fn first_verified<'k, C>(
-    verifiers: &'k [Result<PublicKey, String>],
+    verifiers: &'k [Result<PublicKey, KeyError>],
     which: &'static str,
     parse: impl Fn(&PublicKey) -> Result<C, TokenError>,
 ) -> Result<(C, &'k PublicKey), Refusal> {
@@ -293,7 +327,7 @@ fn first_verified<'k, C>(
                 Ok(claims) => return Ok((claims, key)),
                 Err(e) => last = e.to_string(),
             },
-            Err(e) => last = e.clone(),
+            Err(e) => last = e.to_string(),
         }
     }
     Err(Refusal::Unverified { which, last })
@@ -301,7 +335,7 @@ fn first_verified<'k, C>(
 
 fn verify_caller(
     request: &DecodedRequest,
-    verifiers: &[Result<PublicKey, String>],
+    verifiers: &[Result<PublicKey, KeyError>],
     caller_jwt: &str,
     now: SystemTime,
 ) -> Result<(), Refusal> {
@@ -358,7 +392,7 @@ fn check_direct_fleet_manager(claims: &ClientIdClaims) -> Result<(), Refusal> {
 
 fn verify_delegated(
     request: &DecodedRequest,
-    verifiers: &[Result<PublicKey, String>],
+    verifiers: &[Result<PublicKey, KeyError>],
     caller_jwt: &str,
     signer_jwt: &str,
     now: SystemTime,
@@ -722,10 +756,7 @@ mod tests {
     }
 
     fn issuer_trust(issuer: &Ed) -> Trust {
-        Trust {
-            org_issuers: vec![issuer.public_hex()],
-            ..Trust::default()
-        }
+        Trust::new(&[issuer.public_hex()], &[], None)
     }
 
     #[test]
@@ -741,17 +772,14 @@ mod tests {
         let (unrelated, signer, bob) = (Ed::new(), Ed::new(), Ed::new());
         let jwt = signer.client_token("choria=bob", &bob, fleet());
         let request = v2_request("choria=bob", &bob, &jwt, None);
-        let trust = Trust {
-            org_issuers: vec![unrelated.public_hex()],
-            trusted_signers: vec![unrelated.public_hex(), signer.public_hex()],
-            ..Trust::default()
-        };
+        let trust = Trust::new(
+            &[unrelated.public_hex()],
+            &[unrelated.public_hex(), signer.public_hex()],
+            None,
+        );
         verify_request(&request, &trust, SystemTime::now()).unwrap();
 
-        let untrusted = Trust {
-            trusted_signers: vec![unrelated.public_hex()],
-            ..Trust::default()
-        };
+        let untrusted = Trust::new(&[], &[unrelated.public_hex()], None);
         let refusal = verify_request(&request, &untrusted, SystemTime::now()).unwrap_err();
         assert!(
             matches!(
@@ -895,11 +923,7 @@ mod tests {
         );
 
         // Both keys trusted, but signer and caller verified by different ones: refused.
-        let trust = Trust {
-            org_issuers: vec![issuer.public_hex()],
-            trusted_signers: vec![other.public_hex()],
-            ..Trust::default()
-        };
+        let trust = Trust::new(&[issuer.public_hex()], &[other.public_hex()], None);
         let refusal = verify_request(&request, &trust, SystemTime::now()).unwrap_err();
         assert!(
             matches!(refusal, Refusal::DelegatedCallerUnverified(_)),
@@ -923,8 +947,8 @@ mod tests {
 
     #[test]
     fn unsigned_requests_are_refused() {
-        let (_dir, mut trust) = ca_trust();
-        trust.org_issuers = vec![Ed::new().public_hex()];
+        let (_dir, ca) = ca_trust();
+        let trust = Trust::new(&[Ed::new().public_hex()], &[], ca.ca);
         for version in [Version::V1, Version::V2] {
             let request = encode(version, "choria=bob.mcollective", &RequestSigner::Insecure);
             let refusal = verify_request(&request, &trust, SystemTime::now()).unwrap_err();

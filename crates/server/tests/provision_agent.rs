@@ -13,8 +13,8 @@ use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::{json, Value};
 
 use choria_pki::key_transfer::{bytes_to_key, EcdhKeyPair};
+use choria_protocol::StatusCode;
 use choria_server::agents::provision::{Effect, ProvisionAgent, ProvisionContext, RequestInfo};
-use choria_server::agents::Status;
 
 const TOKEN: &str = "toomanysecrets";
 
@@ -56,7 +56,7 @@ fn call(
     agent: &mut ProvisionAgent,
     action: &str,
     data: Value,
-) -> (choria_server::agents::ActionReply, Effect) {
+) -> (choria_protocol::RpcReply, Effect) {
     agent.handle(action, &data, &provisioner(), Instant::now())
 }
 
@@ -92,7 +92,7 @@ fn full_provisioning_sequence_writes_every_file() {
     let dir = f.config.parent().unwrap().to_path_buf();
 
     let (reply, _) = call(&mut f.agent, "jwt", json!({"token": TOKEN}));
-    assert_eq!(reply.status, Status::Ok, "{}", reply.message);
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{}", reply.statusmsg);
     assert_eq!(reply.data["jwt"], "header.payload.signature\n");
     let server_public = reply.data["ecdh_public"].as_str().unwrap().to_string();
     assert_eq!(server_public.len(), 64);
@@ -103,7 +103,7 @@ fn full_provisioning_sequence_writes_every_file() {
         "gen25519",
         json!({"token": TOKEN, "nonce": nonce}),
     );
-    assert_eq!(reply.status, Status::Ok, "{}", reply.message);
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{}", reply.statusmsg);
     let public: [u8; 32] = hex::decode(reply.data["public_key"].as_str().unwrap())
         .unwrap()
         .try_into()
@@ -124,7 +124,7 @@ fn full_provisioning_sequence_writes_every_file() {
         "gencsr",
         json!({"token": TOKEN, "cn": "n1.example.net"}),
     );
-    assert_eq!(reply.status, Status::Ok, "{}", reply.message);
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{}", reply.statusmsg);
     assert!(reply.data["csr"]
         .as_str()
         .unwrap()
@@ -158,7 +158,7 @@ fn full_provisioning_sequence_writes_every_file() {
             "server_jwt": "a.b.c",
         }),
     );
-    assert_eq!(reply.status, Status::Ok, "{}", reply.message);
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{}", reply.statusmsg);
     assert_eq!(effect, Effect::Provisioned);
     assert_eq!(
         reply.data["message"],
@@ -179,7 +179,7 @@ fn full_provisioning_sequence_writes_every_file() {
     assert!(dir.join("policies/rego/default.rego").exists());
 
     let (reply, effect) = call(&mut f.agent, "restart", json!({"token": TOKEN, "splay": 1}));
-    assert_eq!(reply.status, Status::Ok, "{}", reply.message);
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{}", reply.statusmsg);
     assert_eq!(reply.data["message"], "Restarting Choria Server after 2s");
     assert_eq!(
         effect,
@@ -189,7 +189,7 @@ fn full_provisioning_sequence_writes_every_file() {
     );
     // A second restart while one is scheduled is refused.
     let (reply, _) = call(&mut f.agent, "restart", json!({"token": TOKEN, "splay": 1}));
-    assert_eq!(reply.status, Status::Aborted);
+    assert_eq!(reply.statuscode, StatusCode::Aborted);
 }
 
 #[test]
@@ -200,8 +200,8 @@ fn wrong_token_is_refused_and_changes_nothing() {
         "gen25519",
         json!({"token": "nope", "nonce": "n"}),
     );
-    assert_eq!(reply.status, Status::Aborted);
-    assert_eq!(reply.message, "Incorrect provision token supplied");
+    assert_eq!(reply.statuscode, StatusCode::Aborted);
+    assert_eq!(reply.statusmsg, "Incorrect provision token supplied");
     assert!(!f.config.parent().unwrap().join("server.seed").exists());
 }
 
@@ -213,45 +213,45 @@ fn wrong_input_types_are_invalid_data() {
         "restart",
         json!({"token": TOKEN, "splay": "soon"}),
     );
-    assert_eq!(reply.status, Status::InvalidData);
+    assert_eq!(reply.statuscode, StatusCode::InvalidData);
     assert!(
         reply
-            .message
+            .statusmsg
             .starts_with("Could not parse request data for choria_provision#restart: "),
         "{}",
-        reply.message
+        reply.statusmsg
     );
     let (reply, _) = call(
         &mut f.agent,
         "configure",
         json!({"token": TOKEN, "config": {"a": 1}}),
     );
-    assert_eq!(reply.status, Status::InvalidData);
+    assert_eq!(reply.statuscode, StatusCode::InvalidData);
     let (reply, _) = call(
         &mut f.agent,
         "configure",
         json!({"token": TOKEN, "config": "{\"a\": 1}"}),
     );
-    assert_eq!(reply.status, Status::Aborted);
+    assert_eq!(reply.statuscode, StatusCode::Aborted);
     assert!(
         reply
-            .message
+            .statusmsg
             .starts_with("Could not decode configuration data: "),
         "{}",
-        reply.message
+        reply.statusmsg
     );
     let (reply, _) = call(&mut f.agent, "jwt", json!("a string"));
-    assert_eq!(reply.status, Status::InvalidData);
+    assert_eq!(reply.statuscode, StatusCode::InvalidData);
     let (reply, _) = call(
         &mut f.agent,
         "restart",
         json!({"token": TOKEN, "splay": -1}),
     );
-    assert_eq!(reply.status, Status::InvalidData);
+    assert_eq!(reply.statuscode, StatusCode::InvalidData);
     let (reply, _) = call(&mut f.agent, "frobnicate", json!({}));
-    assert_eq!(reply.status, Status::UnknownAction);
+    assert_eq!(reply.statuscode, StatusCode::UnknownAction);
     assert_eq!(
-        reply.message,
+        reply.statusmsg,
         "Unknown action frobnicate for agent choria_provision"
     );
 }
@@ -260,7 +260,7 @@ fn wrong_input_types_are_invalid_data() {
 fn a_second_caller_cannot_take_the_lock() {
     let mut f = fixture();
     let (reply, _) = call(&mut f.agent, "jwt", json!({"token": TOKEN}));
-    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(reply.statuscode, StatusCode::Ok);
     let other = RequestInfo {
         request_id: "x".into(),
         sender: "other.example.net".into(),
@@ -269,14 +269,14 @@ fn a_second_caller_cannot_take_the_lock() {
     let (reply, _) = f
         .agent
         .handle("jwt", &json!({"token": TOKEN}), &other, Instant::now());
-    assert_eq!(reply.status, Status::Aborted);
-    assert_eq!(reply.message, "Could not obtain provisioning lock");
+    assert_eq!(reply.statuscode, StatusCode::Aborted);
+    assert_eq!(reply.statusmsg, "Could not obtain provisioning lock");
     // Unlocked actions still work for others; the lock expires after two minutes.
     let later = Instant::now() + Duration::from_secs(121);
     let (reply, _) = f
         .agent
         .handle("jwt", &json!({"token": TOKEN}), &other, later);
-    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(reply.statuscode, StatusCode::Ok);
 }
 
 #[test]
@@ -299,13 +299,13 @@ fn path_traversal_in_policy_names_is_refused_before_writing() {
                 "server_jwt": "a.b.c",
             }),
         );
-        assert_eq!(reply.status, Status::Aborted, "{name}");
+        assert_eq!(reply.statuscode, StatusCode::Aborted, "{name}");
         assert!(
             reply
-                .message
+                .statusmsg
                 .starts_with("Could not save Action Policies: "),
             "{}",
-            reply.message
+            reply.statusmsg
         );
         assert!(!f.config.exists(), "nothing written for {name}");
         assert!(!dir.join("server.jwt").exists());
@@ -315,11 +315,11 @@ fn path_traversal_in_policy_names_is_refused_before_writing() {
         "configure",
         json!({"token": TOKEN, "config": "{\"identity\":\"n1\"}", "opa_policies": {"x.policy": "p"}}),
     );
-    assert_eq!(reply.status, Status::Aborted);
+    assert_eq!(reply.statuscode, StatusCode::Aborted);
     assert!(
-        reply.message.contains("to have .rego extension"),
+        reply.statusmsg.contains("to have .rego extension"),
         "{}",
-        reply.message
+        reply.statusmsg
     );
 }
 
@@ -340,11 +340,11 @@ fn failed_configure_leaves_the_node_provisionable() {
             "certificate": "c", "ca": "c", "ssldir": "ssl",
         }),
     );
-    assert_eq!(reply.status, Status::Aborted);
+    assert_eq!(reply.statuscode, StatusCode::Aborted);
     assert!(
-        reply.message.starts_with("TLS Setup Failed: "),
+        reply.statusmsg.starts_with("TLS Setup Failed: "),
         "{}",
-        reply.message
+        reply.statusmsg
     );
     assert!(!f.config.exists());
     let leftovers: Vec<_> = fs::read_dir(f.config.parent().unwrap())
@@ -364,25 +364,25 @@ fn outside_provisioning_mode_only_token_actions_work() {
     f.agent.context.provision_mode = false;
     let (reply, _) = call(&mut f.agent, "gencsr", json!({"token": TOKEN}));
     assert_eq!(
-        reply.message,
+        reply.statusmsg,
         "Cannot reconfigure a server that is not in provisioning mode"
     );
     let (reply, _) = call(&mut f.agent, "release_update", json!({"token": TOKEN}));
     assert_eq!(
-        reply.message,
+        reply.statusmsg,
         "Cannot update a server that is not in provisioning mode"
     );
     fs::write(&f.config, "plugin.choria.server.provision=true\n").unwrap();
     let (reply, _) = call(&mut f.agent, "restart", json!({"token": TOKEN}));
     assert_eq!(
-        reply.message,
+        reply.statusmsg,
         format!(
             "Configuration {} enables provisioning, restart cannot continue",
             f.config.display()
         )
     );
     let (reply, effect) = call(&mut f.agent, "reprovision", json!({"token": TOKEN}));
-    assert_eq!(reply.status, Status::Ok, "{}", reply.message);
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{}", reply.statusmsg);
     assert!(matches!(effect, Effect::Restart { .. }));
     let written = fs::read_to_string(&f.config).unwrap();
     assert!(written.contains("plugin.choria.server.provision=1\n"));
@@ -393,7 +393,7 @@ fn release_update_says_it_is_not_supported() {
     let mut f = fixture();
     let (reply, _) = call(&mut f.agent, "release_update", json!({"token": TOKEN}));
     assert_eq!(
-        reply.message,
+        reply.statusmsg,
         "Version updates is not enabled in the configuration"
     );
     f.agent.context.allow_update = true;
@@ -402,6 +402,10 @@ fn release_update_says_it_is_not_supported() {
         "release_update",
         json!({"token": TOKEN, "version": "1.0.0"}),
     );
-    assert_eq!(reply.status, Status::Aborted);
-    assert!(reply.message.contains("not supported"), "{}", reply.message);
+    assert_eq!(reply.statuscode, StatusCode::Aborted);
+    assert!(
+        reply.statusmsg.contains("not supported"),
+        "{}",
+        reply.statusmsg
+    );
 }

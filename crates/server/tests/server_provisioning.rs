@@ -15,8 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use choria_protocol::message::{self, RequestMeta, RequestSigner, Routing};
 use choria_protocol::{subjects, Filter, RpcReply, RpcRequest, Version};
-use choria_server::codec::ProtocolCodec;
-use choria_server::node::{Node, NodeOptions, Phase, RestartPolicy};
+use choria_server::node::{Node, NodeError, NodeExit, NodeOptions, Phase, RestartPolicy};
 use choria_testkit::site::{TestSite, PROVISIONER_CALLER, PROVISIONING_ACCESS_TOKEN};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,15 +30,23 @@ struct Caller<'a> {
     signer: RequestSigner<'a>,
 }
 
+impl Caller<'static> {
+    /// The provisioner's v1 insecure caller in `provisioning`.
+    fn provisioner(client: async_nats::Client) -> Self {
+        Caller {
+            client,
+            sender: "provisioner.example.net",
+            caller: PROVISIONER_CALLER.into(),
+            collective: "provisioning",
+            version: Version::V1,
+            signer: RequestSigner::Insecure,
+        }
+    }
+}
+
 impl Caller<'_> {
-    /// Sends one request and returns its raw reply payload.
-    async fn send(
-        &self,
-        subject: &str,
-        agent: &str,
-        payload: Vec<u8>,
-        filter: Filter,
-    ) -> message::DecodedReply {
+    /// A request for `agent` with `payload` and `filter`: its id, reply subject and bytes.
+    fn request(&self, agent: &str, payload: &[u8], filter: Filter) -> (String, String, Vec<u8>) {
         let mut meta = RequestMeta::new(
             self.sender,
             &self.caller,
@@ -50,15 +57,27 @@ impl Caller<'_> {
         );
         meta.filter = filter;
         let reply_to = subjects::reply(self.collective, &self.caller, &meta.id, false).unwrap();
-        let mut replies = self.client.subscribe(reply_to.clone()).await.unwrap();
-        self.client.flush().await.unwrap();
         let routing = Routing {
-            reply_to,
+            reply_to: reply_to.clone(),
             sender: self.sender.into(),
             hops: vec![],
         };
         let bytes =
-            message::encode_request(self.version, &meta, &payload, &self.signer, &routing).unwrap();
+            message::encode_request(self.version, &meta, payload, &self.signer, &routing).unwrap();
+        (meta.id, reply_to, bytes)
+    }
+
+    /// Sends one request and returns its raw reply payload.
+    async fn send(
+        &self,
+        subject: &str,
+        agent: &str,
+        payload: Vec<u8>,
+        filter: Filter,
+    ) -> message::DecodedReply {
+        let (id, reply_to, bytes) = self.request(agent, &payload, filter);
+        let mut replies = self.client.subscribe(reply_to).await.unwrap();
+        self.client.flush().await.unwrap();
         self.client
             .publish(subject.to_string(), bytes.into())
             .await
@@ -69,8 +88,22 @@ impl Caller<'_> {
             .expect("a reply in time")
             .unwrap();
         let decoded = message::decode_reply(&reply.payload).unwrap();
-        assert_eq!(decoded.meta.request_id, meta.id);
+        assert_eq!(decoded.meta.request_id, id);
         decoded
+    }
+
+    /// Publishes an `rpcutil#ping` with `filter` to `subject` without waiting for a
+    /// reply; returns its request id.
+    async fn publish_ping(&self, subject: &str, filter: Filter) -> String {
+        let payload = RpcRequest::new("rpcutil", "ping", Map::new())
+            .encode()
+            .unwrap();
+        let (id, _, bytes) = self.request("rpcutil", &payload, filter);
+        self.client
+            .publish(subject.to_string(), bytes.into())
+            .await
+            .unwrap();
+        id
     }
 
     async fn rpc(&self, agent: &str, action: &str, data: Value) -> RpcReply {
@@ -120,24 +153,11 @@ async fn node_is_provisioned_and_rejoins_the_fleet() {
         provisioning_jwt: Some(site.provisioning_token_path.clone()),
         identity: Some(IDENTITY.into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }));
-    let mut phase = node.phase();
-    let cancel = CancellationToken::new();
-    let runner = {
-        let (node, cancel) = (node.clone(), cancel.clone());
-        tokio::spawn(async move { node.run(cancel).await })
-    };
+    let (mut phase, cancel, runner) = spawn_node(&node);
     wait_for(&mut phase, Phase::Provisioning).await;
 
-    let provisioner = Caller {
-        client: site.connect_provisioner().await.unwrap(),
-        sender: "provisioner.example.net",
-        caller: PROVISIONER_CALLER.into(),
-        collective: "provisioning",
-        version: Version::V1,
-        signer: RequestSigner::Insecure,
-    };
+    let provisioner = Caller::provisioner(site.connect_provisioner().await.unwrap());
 
     // Discovery broadcast with an agent filter answers `pong`.
     let pong = provisioner
@@ -344,31 +364,7 @@ async fn assert_only_good_answered(bad: &Caller<'_>, good: &Caller<'_>) {
     let subject = format!("choria.node.{IDENTITY}");
     let mut ids = Vec::new();
     for caller in [bad, good] {
-        let meta = RequestMeta::new(
-            "test.example.net",
-            &caller.caller,
-            "choria",
-            "rpcutil",
-            Duration::from_secs(60),
-            SystemTime::now(),
-        );
-        let payload = RpcRequest::new("rpcutil", "ping", Map::new())
-            .encode()
-            .unwrap();
-        let routing = Routing {
-            reply_to: subjects::reply("choria", &caller.caller, &meta.id, false).unwrap(),
-            sender: "test.example.net".into(),
-            hops: vec![],
-        };
-        let bytes =
-            message::encode_request(caller.version, &meta, &payload, &caller.signer, &routing)
-                .unwrap();
-        caller
-            .client
-            .publish(subject.clone(), bytes.into())
-            .await
-            .unwrap();
-        ids.push(meta.id);
+        ids.push(caller.publish_ping(&subject, Filter::default()).await);
     }
     good.client.flush().await.unwrap();
     let first = tokio::time::timeout(WAIT, replies.next())
@@ -382,13 +378,29 @@ async fn assert_only_good_answered(bad: &Caller<'_>, good: &Caller<'_>) {
     );
 }
 
+/// Runs `node` in a task; cancel the token to stop it.
+fn spawn_node(
+    node: &Arc<Node>,
+) -> (
+    watch::Receiver<Phase>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<NodeExit, NodeError>>,
+) {
+    let phase = node.phase();
+    let cancel = CancellationToken::new();
+    let runner = {
+        let (node, cancel) = (node.clone(), cancel.clone());
+        tokio::spawn(async move { node.run(cancel).await })
+    };
+    (phase, cancel, runner)
+}
+
 fn provisioning_node(site: &TestSite, dir: &Path) -> Arc<Node> {
     Arc::new(Node::new(NodeOptions {
         config_file: dir.join("server.conf"),
         provisioning_jwt: Some(site.provisioning_token_path.clone()),
         identity: Some(IDENTITY.into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }))
 }
 
@@ -397,21 +409,9 @@ async fn bad_input_gets_clean_errors_and_the_node_survives() {
     let site = TestSite::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let node = provisioning_node(&site, dir.path());
-    let mut phase = node.phase();
-    let cancel = CancellationToken::new();
-    let runner = {
-        let (node, cancel) = (node.clone(), cancel.clone());
-        tokio::spawn(async move { node.run(cancel).await })
-    };
+    let (mut phase, cancel, runner) = spawn_node(&node);
     wait_for(&mut phase, Phase::Provisioning).await;
-    let provisioner = Caller {
-        client: site.connect_provisioner().await.unwrap(),
-        sender: "provisioner.example.net",
-        caller: PROVISIONER_CALLER.into(),
-        collective: "provisioning",
-        version: Version::V1,
-        signer: RequestSigner::Insecure,
-    };
+    let provisioner = Caller::provisioner(site.connect_provisioner().await.unwrap());
     let subject = format!("provisioning.node.{IDENTITY}");
 
     // Malformed envelopes are dropped without harm.
@@ -495,12 +495,7 @@ async fn a_node_killed_during_configure_comes_back_provisioning() {
     std::fs::write(dir.path().join("server.jwt"), "a.b.c").unwrap();
     std::fs::write(dir.path().join(".server.conf.tmp"), "identity=half").unwrap();
     let node = provisioning_node(&site, dir.path());
-    let mut phase = node.phase();
-    let cancel = CancellationToken::new();
-    let runner = {
-        let (node, cancel) = (node.clone(), cancel.clone());
-        tokio::spawn(async move { node.run(cancel).await })
-    };
+    let (mut phase, cancel, runner) = spawn_node(&node);
     wait_for(&mut phase, Phase::Provisioning).await;
     cancel.cancel();
     runner.await.unwrap().unwrap();
@@ -555,7 +550,6 @@ async fn registration_data_is_published_while_provisioning() {
         provisioning_jwt: Some(jwt_path),
         identity: Some(IDENTITY.into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }));
     let cancel = CancellationToken::new();
     let runner = {
@@ -592,7 +586,6 @@ async fn an_identity_that_would_break_subjects_is_refused() {
             provisioning_jwt: Some(jwt.clone()),
             identity: Some(identity.into()),
             restart: RestartPolicy::InPlace,
-            codec: Arc::new(ProtocolCodec),
         });
         let phase = node.phase();
         let err = node.run(CancellationToken::new()).await.unwrap_err();
@@ -602,4 +595,64 @@ async fn an_identity_that_would_break_subjects_is_refused() {
         );
         assert!(matches!(*phase.borrow(), Phase::Failed(_)));
     }
+}
+
+/// Issue 13 item 4: a request whose filter is only a compound expression used to match
+/// every node. We do not evaluate compound expressions, so such a request reaches none;
+/// identity regular expressions are evaluated as upstream does.
+#[tokio::test]
+async fn a_compound_only_filter_reaches_no_node() {
+    let site = TestSite::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = provisioning_node(&site, dir.path());
+    let (mut phase, cancel, runner) = spawn_node(&node);
+    wait_for(&mut phase, Phase::Provisioning).await;
+    let provisioner = Caller::provisioner(site.connect_provisioner().await.unwrap());
+    let client = &provisioner.client;
+    let prefix = subjects::reply_prefix("provisioning", PROVISIONER_CALLER, false).unwrap();
+    let mut replies = client.subscribe(format!("{prefix}.>")).await.unwrap();
+    client.flush().await.unwrap();
+
+    let mut expression = Map::new();
+    expression.insert("expr".into(), json!("with('rpcutil')"));
+    let compound = Filter {
+        compound: vec![vec![expression]],
+        ..Filter::default()
+    };
+    let other_node = Filter {
+        identity: vec!["/^n2\\./".into()],
+        ..Filter::default()
+    };
+    let this_node = Filter {
+        identity: vec!["/^n1\\.example/".into()],
+        ..Filter::default()
+    };
+    let mut ids = Vec::new();
+    for (subject, filter) in [
+        (
+            subjects::broadcast_agent("provisioning", "rpcutil").unwrap(),
+            compound.clone(),
+        ),
+        (format!("provisioning.node.{IDENTITY}"), compound),
+        (format!("provisioning.node.{IDENTITY}"), other_node),
+        (format!("provisioning.node.{IDENTITY}"), this_node),
+    ] {
+        ids.push(provisioner.publish_ping(&subject, filter).await);
+    }
+    client.flush().await.unwrap();
+    let first = tokio::time::timeout(WAIT, replies.next())
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    let decoded = message::decode_reply(&first.payload).unwrap();
+    assert_eq!(
+        decoded.meta.request_id, ids[3],
+        "only the request whose identity regex selects the node is answered"
+    );
+    // The broadcast came in on another subscription, which the node may read later.
+    let late = tokio::time::timeout(Duration::from_secs(1), replies.next()).await;
+    assert!(late.is_err(), "no reply to a compound-only request");
+
+    cancel.cancel();
+    runner.await.unwrap().unwrap();
 }

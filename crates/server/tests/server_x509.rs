@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use choria_pki::CertificateAuthority;
 use choria_protocol::message::{self, RequestMeta, RequestSigner, Routing};
 use choria_protocol::{subjects, RpcReply, RpcRequest, Version};
-use choria_server::codec::ProtocolCodec;
 use choria_server::connection::{ClientCertificate, Tls};
 use choria_server::node::{Node, NodeOptions, Phase, RestartPolicy};
 use choria_testkit::site::{Credentials, SiteOptions, TestSite};
@@ -66,7 +65,6 @@ async fn certificate_node_answers_only_requests_signed_by_a_certificate_of_its_c
         provisioning_jwt: None,
         identity: Some(IDENTITY.into()),
         restart: RestartPolicy::InPlace,
-        codec: Arc::new(ProtocolCodec),
     }));
     let mut phase = node.phase();
     let cancel = CancellationToken::new();

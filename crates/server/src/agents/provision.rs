@@ -18,7 +18,9 @@ use serde_json::{json, Value};
 
 use choria_config::files::{self, SECRET_MODE};
 
-use crate::agents::{ActionReply, Status};
+use choria_protocol::{RpcReply, StatusCode};
+
+use crate::agents::ActionError;
 use crate::conf;
 use crate::lock::{holder_key, ProvisionLock};
 use choria_pki::key_transfer::{decrypt_rsa_key_pem, EcdhKeyPair};
@@ -89,6 +91,26 @@ pub enum Effect {
         /// Delay before stopping.
         after: Duration,
     },
+}
+
+/// Why a name from a `configure` request cannot be used as a file or directory name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathInputError {
+    /// A policy file name lacks its extension.
+    #[error("expected \"{name}\" to have {extension} extension")]
+    Extension {
+        /// The name given.
+        name: String,
+        /// The extension it needs (`.policy`, `.rego`).
+        extension: String,
+    },
+    /// A policy file name is not one plain file name.
+    #[error("invalid file name {0:?}: it must be a plain file name without path separators or leading dots")]
+    NotPlain(String),
+    /// The `ssldir` climbs out with `..` (or holds a NUL).
+    #[error("invalid ssldir {0:?}: \"..\" is not allowed")]
+    ParentDir(String),
 }
 
 /// The agent's state: the lock, the in-memory X25519 half, and whether an exit is
@@ -185,7 +207,7 @@ impl ProvisionAgent {
         data: &Value,
         request: &RequestInfo,
         now: Instant,
-    ) -> (ActionReply, Effect) {
+    ) -> (RpcReply, Effect) {
         let locked = matches!(
             action,
             "configure" | "gen25519" | "gencsr" | "jwt" | "release_update"
@@ -196,7 +218,7 @@ impl ProvisionAgent {
                 .try_acquire(&holder_key(&request.sender, &request.caller), now)
         {
             return (
-                ActionReply::aborted("Could not obtain provisioning lock"),
+                ActionError::aborted("Could not obtain provisioning lock").into_reply(action),
                 Effect::None,
             );
         }
@@ -209,27 +231,30 @@ impl ProvisionAgent {
             "shutdown" => self.shutdown(data),
             "reprovision" => self.reprovision(data, request),
             "release_update" => self.release_update(data).map(|r| (r, Effect::None)),
-            other => Err(ActionReply::fail(
-                Status::UnknownAction,
+            other => Err(ActionError::new(
+                StatusCode::UnknownAction,
                 format!("Unknown action {other} for agent {AGENT}"),
             )),
         };
-        result.unwrap_or_else(|reply| (reply, Effect::None))
-    }
-
-    fn check_token(&self, given: &str) -> Result<(), ActionReply> {
-        if self.context.token.is_empty() || given == self.context.token {
-            Ok(())
-        } else {
-            Err(ActionReply::aborted("Incorrect provision token supplied"))
+        match result {
+            Ok((outputs, effect)) => (RpcReply::success(action, outputs), effect),
+            Err(failure) => (failure.into_reply(action), Effect::None),
         }
     }
 
-    fn require_mode(&self) -> Result<(), ActionReply> {
+    fn check_token(&self, given: &str) -> Result<(), ActionError> {
+        if self.context.token.is_empty() || given == self.context.token {
+            Ok(())
+        } else {
+            Err(ActionError::aborted("Incorrect provision token supplied"))
+        }
+    }
+
+    fn require_mode(&self) -> Result<(), ActionError> {
         if self.context.provision_mode {
             Ok(())
         } else {
-            Err(ActionReply::aborted(NOT_IN_MODE))
+            Err(ActionError::aborted(NOT_IN_MODE))
         }
     }
 
@@ -244,10 +269,10 @@ impl ProvisionAgent {
         )
     }
 
-    fn gencsr(&mut self, data: &Value) -> Result<ActionReply, ActionReply> {
+    fn gencsr(&mut self, data: &Value) -> Result<Value, ActionError> {
         self.require_mode()?;
         if self.context.config_file.is_none() && self.context.ssldir.is_none() {
-            return Err(ActionReply::aborted("Cannot determine where to store SSL data, no configure file given and no SSL directory configured"));
+            return Err(ActionError::aborted("Cannot determine where to store SSL data, no configure file given and no SSL directory configured"));
         }
         let input: GencsrInput = decode("gencsr", data)?;
         self.check_token(&input.token)?;
@@ -255,14 +280,14 @@ impl ProvisionAgent {
             (Some(dir), _) => dir.clone(),
             (None, Some(dir)) => dir.join("ssl"),
             // Unreachable by the check above; answer rather than panic.
-            (None, None) => return Err(ActionReply::aborted("Cannot determine where to store SSL data, no configure file given and no SSL directory configured")),
+            (None, None) => return Err(ActionError::aborted("Cannot determine where to store SSL data, no configure file given and no SSL directory configured")),
         };
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o771)
             .create(&ssldir)
             .map_err(|err| {
-                ActionReply::aborted(format!(
+                ActionError::aborted(format!(
                     "Could not create SSL Directory {}: {err}",
                     ssldir.display()
                 ))
@@ -279,48 +304,46 @@ impl ProvisionAgent {
             organization: input.organization,
             unit: input.unit,
         })
-        .map_err(|err| ActionReply::aborted(err.to_string()))?;
+        .map_err(|err| ActionError::aborted(err.to_string()))?;
         files::write_atomic(
             &ssldir.join("private.pem"),
             csr.private_key_pem.as_bytes(),
             SECRET_MODE,
         )
-        .map_err(|err| ActionReply::aborted(format!("Could not store private key: {err}")))?;
+        .map_err(|err| ActionError::aborted(format!("Could not store private key: {err}")))?;
         files::write_atomic(&ssldir.join("csr.pem"), csr.csr_pem.as_bytes(), PUBLIC_MODE)
-            .map_err(|err| ActionReply::aborted(format!("Could not store CSR: {err}")))?;
-        Ok(ActionReply::ok(json!({
+            .map_err(|err| ActionError::aborted(format!("Could not store CSR: {err}")))?;
+        Ok(json!({
             "csr": csr.csr_pem,
             "public_key": csr.public_key_pem,
             "ssldir": ssldir.display().to_string(),
-        })))
+        }))
     }
 
-    fn jwt(&mut self, data: &Value) -> Result<ActionReply, ActionReply> {
+    fn jwt(&mut self, data: &Value) -> Result<Value, ActionError> {
         self.require_mode()?;
         let input: TokenInput = decode("jwt", data)?;
         self.check_token(&input.token)?;
         let path =
             self.context.jwt_file.clone().ok_or_else(|| {
-                ActionReply::aborted("No Provisioning JWT file has been configured")
+                ActionError::aborted("No Provisioning JWT file has been configured")
             })?;
         if !path.exists() {
-            return Err(ActionReply::aborted("Provisioning JWT file does not exist"));
+            return Err(ActionError::aborted("Provisioning JWT file does not exist"));
         }
         let bytes = files::read_capped_string(&path, MAX_JWT_FILE).map_err(|err| {
-            ActionReply::aborted(format!("Could not read Provisioning JWT: {err}"))
+            ActionError::aborted(format!("Could not read Provisioning JWT: {err}"))
         })?;
         let keys = EcdhKeyPair::generate();
         let public = keys.public_hex();
         self.ecdh = Some(keys);
-        Ok(ActionReply::ok(
-            json!({"jwt": bytes, "ecdh_public": public}),
-        ))
+        Ok(json!({"jwt": bytes, "ecdh_public": public}))
     }
 
-    fn gen25519(&mut self, data: &Value) -> Result<ActionReply, ActionReply> {
+    fn gen25519(&mut self, data: &Value) -> Result<Value, ActionError> {
         self.require_mode()?;
         let dir = self.config_dir().ok_or_else(|| {
-            ActionReply::aborted(
+            ActionError::aborted(
                 "Cannot determine where to store secure data, no configure file given",
             )
         })?;
@@ -329,7 +352,7 @@ impl ProvisionAgent {
         let jwt_path = dir.join("server.jwt");
         // Upstream replies twice when this fails; we stop here instead.
         remove_if_exists(&jwt_path).map_err(|err| {
-            ActionReply::aborted(format!(
+            ActionError::aborted(format!(
                 "Could not remove existing jwt file: {}: {err}",
                 jwt_path.display()
             ))
@@ -342,62 +365,62 @@ impl ProvisionAgent {
             SECRET_MODE,
         )
         .map_err(|err| {
-            ActionReply::aborted(format!(
+            ActionError::aborted(format!(
                 "Could not write key {}: {err}",
                 seed_path.display()
             ))
         })?;
         let signature = key.sign(input.nonce.as_bytes());
-        Ok(ActionReply::ok(json!({
+        Ok(json!({
             "public_key": hex::encode(key.verifying_key().as_bytes()),
             "directory": dir.display().to_string(),
             "signature": hex::encode(signature.to_bytes()),
-        })))
+        }))
     }
 
     fn configure(
         &mut self,
         data: &Value,
         request: &RequestInfo,
-    ) -> Result<(ActionReply, Effect), ActionReply> {
+    ) -> Result<(Value, Effect), ActionError> {
         self.require_mode()?;
         let config_file = self.context.config_file.clone().ok_or_else(|| {
-            ActionReply::aborted("Cannot determine the configuration file to manage")
+            ActionError::aborted("Cannot determine the configuration file to manage")
         })?;
         let dir = self.config_dir().ok_or_else(|| {
-            ActionReply::aborted("Cannot determine the configuration file to manage")
+            ActionError::aborted("Cannot determine the configuration file to manage")
         })?;
         let input: ConfigureInput = decode("configure", data)?;
         self.check_token(&input.token)?;
         if input.config.is_empty() {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "Did not receive any configuration to write, cannot write a empty configuration file",
             ));
         }
         if !input.key.is_empty() && input.ecdh_public.is_empty() {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "EDCH Public Key not supplied while providing a private key",
             ));
         }
         let settings: BTreeMap<String, String> =
             serde_json::from_str(&input.config).map_err(|err| {
-                ActionReply::aborted(format!("Could not decode configuration data: {err}"))
+                ActionError::aborted(format!("Could not decode configuration data: {err}"))
             })?;
         let rendered = conf::render(&settings, request)
-            .map_err(|err| ActionReply::aborted(format!("Could not write config: {err}")))?;
+            .map_err(|err| ActionError::aborted(format!("Could not write config: {err}")))?;
         // Validate every name before touching the disk, so a bad request changes nothing.
         let action_policies = policy_files(&input.action_policies, ".policy").map_err(|err| {
-            ActionReply::aborted(format!("Could not save Action Policies: {err}"))
+            ActionError::aborted(format!("Could not save Action Policies: {err}"))
         })?;
         let opa_policies = policy_files(&input.opa_policies, ".rego").map_err(|err| {
-            ActionReply::aborted(format!("Could not save Open Policy Agent Policies: {err}"))
+            ActionError::aborted(format!("Could not save Open Policy Agent Policies: {err}"))
         })?;
         let ssldir = if input.ssldir.is_empty() {
             None
         } else {
             Some(
                 safe_dir(&dir, &input.ssldir)
-                    .map_err(|err| ActionReply::aborted(format!("TLS Setup Failed: {err}")))?,
+                    .map_err(|err| ActionError::aborted(format!("TLS Setup Failed: {err}")))?,
             )
         };
         // The private key is decrypted before anything is written for the same reason.
@@ -405,7 +428,7 @@ impl ProvisionAgent {
             None
         } else {
             let keys = self.ecdh.as_ref().ok_or_else(|| {
-                ActionReply::aborted(
+                ActionError::aborted(
                     "TLS Setup Failed: could not decrypt private key: private key not set",
                 )
             })?;
@@ -413,7 +436,7 @@ impl ProvisionAgent {
                 .shared_secret(&input.ecdh_public)
                 .and_then(|secret| decrypt_rsa_key_pem(&input.key, &secret))
                 .map_err(|err| {
-                    ActionReply::aborted(format!(
+                    ActionError::aborted(format!(
                         "TLS Setup Failed: could not decrypt private key: {err}"
                     ))
                 })?;
@@ -427,7 +450,7 @@ impl ProvisionAgent {
             input.ca.is_empty(),
             ssldir.as_ref(),
         ) {
-            let tls = |err: String| ActionReply::aborted(format!("TLS Setup Failed: {err}"));
+            let tls = |err: String| ActionError::aborted(format!("TLS Setup Failed: {err}"));
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -453,29 +476,29 @@ impl ProvisionAgent {
                 input.server_jwt.as_bytes(),
                 SECRET_MODE,
             )
-            .map_err(|err| ActionReply::aborted(format!("JWT Setup Failed: {err}")))?;
+            .map_err(|err| ActionError::aborted(format!("JWT Setup Failed: {err}")))?;
         }
         if !action_policies.is_empty() {
             write_policies(&dir.join("policies"), &action_policies).map_err(|err| {
-                ActionReply::aborted(format!("Could not save Action Policies: {err}"))
+                ActionError::aborted(format!("Could not save Action Policies: {err}"))
             })?;
         }
         if !opa_policies.is_empty() {
             write_policies(&dir.join("policies").join("rego"), &opa_policies).map_err(|err| {
-                ActionReply::aborted(format!("Could not save Open Policy Agent Policies: {err}"))
+                ActionError::aborted(format!("Could not save Open Policy Agent Policies: {err}"))
             })?;
         }
         conf::write_config(&config_file, &rendered)
-            .map_err(|err| ActionReply::aborted(format!("Could not write config: {err}")))?;
-        let reply = ActionReply::ok(json!({
+            .map_err(|err| ActionError::aborted(format!("Could not write config: {err}")))?;
+        let outputs = json!({
             "message": format!("Wrote {} lines to {}", settings.len() + 1, config_file.display()),
-        }));
-        Ok((reply, Effect::Provisioned))
+        });
+        Ok((outputs, Effect::Provisioned))
     }
 
-    fn restart(&mut self, data: &Value) -> Result<(ActionReply, Effect), ActionReply> {
+    fn restart(&mut self, data: &Value) -> Result<(Value, Effect), ActionError> {
         if !self.context.provision_mode && self.context.token.is_empty() {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "Cannot restart a server that is not in provisioning mode or with no token set",
             ));
         }
@@ -484,24 +507,24 @@ impl ProvisionAgent {
         let splay = match input.splay {
             None | Some(0) => DEFAULT_SPLAY,
             Some(n) if n < 0 => {
-                return Err(ActionReply::fail(
-                    Status::InvalidData,
+                return Err(ActionError::new(
+                    StatusCode::InvalidData,
                     format!("splay must be 0 or more seconds, got {n}"),
                 ))
             }
             Some(n) => n.min(3600),
         };
         let config_file = self.context.config_file.clone().ok_or_else(|| {
-            ActionReply::aborted("Cannot determine the configuration file to manage")
+            ActionError::aborted("Cannot determine the configuration file to manage")
         })?;
         let parsed = conf::load(&config_file).map_err(|err| {
-            ActionReply::aborted(format!(
+            ActionError::aborted(format!(
                 "Configuration {} could not be parsed, restart cannot continue: {err}",
                 config_file.display()
             ))
         })?;
         if conf::provision_enabled(&parsed) == Some(true) {
-            return Err(ActionReply::aborted(format!(
+            return Err(ActionError::aborted(format!(
                 "Configuration {} enables provisioning, restart cannot continue",
                 config_file.display()
             )));
@@ -509,18 +532,16 @@ impl ProvisionAgent {
         self.schedule_exit()?;
         let seconds = rand::thread_rng().gen_range(0..splay) as u64 + 2;
         Ok((
-            ActionReply::ok(
-                json!({"message": format!("Restarting Choria Server after {seconds}s")}),
-            ),
+            json!({"message": format!("Restarting Choria Server after {seconds}s")}),
             Effect::Restart {
                 after: Duration::from_secs(seconds),
             },
         ))
     }
 
-    fn shutdown(&mut self, data: &Value) -> Result<(ActionReply, Effect), ActionReply> {
+    fn shutdown(&mut self, data: &Value) -> Result<(Value, Effect), ActionError> {
         if !self.context.provision_mode && self.context.token.is_empty() {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "Cannot shutdown a server that is not in provisioning mode or with no token set",
             ));
         }
@@ -529,9 +550,7 @@ impl ProvisionAgent {
         self.schedule_exit()?;
         let seconds = rand::thread_rng().gen_range(0..10u64);
         Ok((
-            ActionReply::ok(
-                json!({"message": format!("Shutting Choria Server down after {seconds}s")}),
-            ),
+            json!({"message": format!("Shutting Choria Server down after {seconds}s")}),
             Effect::Shutdown {
                 after: Duration::from_secs(seconds),
             },
@@ -542,14 +561,14 @@ impl ProvisionAgent {
         &mut self,
         data: &Value,
         request: &RequestInfo,
-    ) -> Result<(ActionReply, Effect), ActionReply> {
+    ) -> Result<(Value, Effect), ActionError> {
         if self.context.provision_mode {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "Server is already in provisioning mode, cannot enable provisioning mode again",
             ));
         }
         let config_file = self.context.config_file.clone().ok_or_else(|| {
-            ActionReply::aborted("Cannot determine the configuration file to manage")
+            ActionError::aborted("Cannot determine the configuration file to manage")
         })?;
         let input: TokenInput = decode("reprovision", data)?;
         self.check_token(&input.token)?;
@@ -574,38 +593,38 @@ impl ProvisionAgent {
         }
         conf::render(&settings, request)
             .and_then(|text| conf::write_config(&config_file, &text))
-            .map_err(|err| ActionReply::aborted(format!("Could not write config: {err}")))?;
+            .map_err(|err| ActionError::aborted(format!("Could not write config: {err}")))?;
         self.schedule_exit()?;
         let seconds = rand::thread_rng().gen_range(2..12u64);
         Ok((
-            ActionReply::ok(json!({"message": format!("Restarting after {seconds}s")})),
+            json!({"message": format!("Restarting after {seconds}s")}),
             Effect::Restart {
                 after: Duration::from_secs(seconds),
             },
         ))
     }
 
-    fn release_update(&mut self, data: &Value) -> Result<ActionReply, ActionReply> {
+    fn release_update(&mut self, data: &Value) -> Result<Value, ActionError> {
         if !self.context.provision_mode {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "Cannot update a server that is not in provisioning mode",
             ));
         }
         if !self.context.allow_update {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "Version updates is not enabled in the configuration",
             ));
         }
         let input: TokenInput = decode("release_update", data)?;
         self.check_token(&input.token)?;
-        Err(ActionReply::aborted(
+        Err(ActionError::aborted(
             "release_update is not supported by this server: in-place binary updates are not implemented, upgrade the package and restart instead",
         ))
     }
 
-    fn schedule_exit(&mut self) -> Result<(), ActionReply> {
+    fn schedule_exit(&mut self) -> Result<(), ActionError> {
         if self.exit_scheduled {
-            return Err(ActionReply::aborted(
+            return Err(ActionError::aborted(
                 "A restart or shutdown is already scheduled",
             ));
         }
@@ -614,13 +633,13 @@ impl ProvisionAgent {
     }
 }
 
-fn decode<T: DeserializeOwned + Default>(action: &str, data: &Value) -> Result<T, ActionReply> {
+fn decode<T: DeserializeOwned + Default>(action: &str, data: &Value) -> Result<T, ActionError> {
     if data.is_null() {
         return Ok(T::default());
     }
     T::deserialize(data).map_err(|err| {
-        ActionReply::fail(
-            Status::InvalidData,
+        ActionError::new(
+            StatusCode::InvalidData,
             format!("Could not parse request data for {AGENT}#{action}: {err}"),
         )
     })
@@ -635,9 +654,12 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 
 /// Checks that `name` is one plain file name ending in `extension` (no separators, no
 /// `..`), so a policy can never be written outside its directory.
-pub fn check_file_name(name: &str, extension: &str) -> Result<(), String> {
+pub fn check_file_name(name: &str, extension: &str) -> Result<(), PathInputError> {
     if !name.ends_with(extension) {
-        return Err(format!("expected \"{name}\" to have {extension} extension"));
+        return Err(PathInputError::Extension {
+            name: name.to_string(),
+            extension: extension.to_string(),
+        });
     }
     let mut components = Path::new(name).components();
     let single = matches!(
@@ -645,9 +667,7 @@ pub fn check_file_name(name: &str, extension: &str) -> Result<(), String> {
         (Some(Component::Normal(_)), None)
     );
     if !single || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
-        return Err(format!(
-            "invalid file name {name:?}: it must be a plain file name without path separators or leading dots"
-        ));
+        return Err(PathInputError::NotPlain(name.to_string()));
     }
     Ok(())
 }
@@ -655,7 +675,7 @@ pub fn check_file_name(name: &str, extension: &str) -> Result<(), String> {
 fn policy_files(
     policies: &HashMap<String, String>,
     extension: &str,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, PathInputError> {
     let mut out = BTreeMap::new();
     for (name, body) in policies {
         if name.is_empty() || body.is_empty() {
@@ -684,10 +704,10 @@ fn write_policies(dir: &Path, policies: &BTreeMap<String, String>) -> io::Result
 
 /// Resolves the `ssldir` input: absolute as given, relative to the configuration
 /// directory otherwise; `..` components are refused.
-fn safe_dir(config_dir: &Path, given: &str) -> Result<PathBuf, String> {
+fn safe_dir(config_dir: &Path, given: &str) -> Result<PathBuf, PathInputError> {
     let path = Path::new(given);
     if path.components().any(|c| matches!(c, Component::ParentDir)) || given.contains('\0') {
-        return Err(format!("invalid ssldir {given:?}: \"..\" is not allowed"));
+        return Err(PathInputError::ParentDir(given.to_string()));
     }
     Ok(if path.is_absolute() {
         path.to_path_buf()

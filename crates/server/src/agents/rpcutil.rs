@@ -4,7 +4,10 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::agents::{ActionReply, Status};
+use choria_protocol::filter::lookup_fact;
+use choria_protocol::{RpcReply, StatusCode};
+
+use crate::agents::ActionError;
 
 /// The version reported by agents and lifecycle events.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -30,11 +33,21 @@ struct FactInput {
     fact: String,
 }
 
+/// The agent's name on the wire.
+pub const AGENT: &str = "rpcutil";
+
 /// Runs an `rpcutil` action.
-pub fn handle(node: &NodeFacts, action: &str, data: &Value, now_unix: i64) -> ActionReply {
-    match action {
-        "ping" => ActionReply::ok(json!({"pong": now_unix})),
-        "inventory" => ActionReply::ok(json!({
+pub fn handle(node: &NodeFacts, action: &str, data: &Value, now_unix: i64) -> RpcReply {
+    match run(node, action, data, now_unix) {
+        Ok(outputs) => RpcReply::success(action, outputs),
+        Err(failure) => failure.into_reply(action),
+    }
+}
+
+fn run(node: &NodeFacts, action: &str, data: &Value, now_unix: i64) -> Result<Value, ActionError> {
+    Ok(match action {
+        "ping" => json!({"pong": now_unix}),
+        "inventory" => json!({
             "agents": node.agents,
             "facts": facts_object(node),
             "classes": [],
@@ -44,11 +57,11 @@ pub fn handle(node: &NodeFacts, action: &str, data: &Value, now_unix: i64) -> Ac
             "data_plugins": [],
             "machines": {},
             "upgradable": node.upgradable,
-        })),
-        "collective_info" => ActionReply::ok(json!({
+        }),
+        "collective_info" => json!({
             "main_collective": node.main_collective,
             "collectives": node.collectives,
-        })),
+        }),
         "agent_inventory" => {
             let agents: Vec<Value> = node
                 .agents
@@ -66,40 +79,33 @@ pub fn handle(node: &NodeFacts, action: &str, data: &Value, now_unix: i64) -> Ac
                     })
                 })
                 .collect();
-            ActionReply::ok(json!({ "agents": agents }))
+            json!({ "agents": agents })
         }
         "get_fact" => {
-            let input: FactInput = match FactInput::deserialize(data) {
-                Ok(input) => input,
-                Err(err) => {
-                    return ActionReply::fail(
-                        Status::InvalidData,
-                        format!("Could not parse request data for rpcutil#get_fact: {err}"),
-                    )
-                }
-            };
+            let input = FactInput::deserialize(data).map_err(|err| {
+                ActionError::new(
+                    StatusCode::InvalidData,
+                    format!("Could not parse request data for rpcutil#get_fact: {err}"),
+                )
+            })?;
             if input.fact.is_empty() {
-                return ActionReply::fail(Status::MissingData, "fact is required");
+                return Err(ActionError::new(
+                    StatusCode::MissingData,
+                    "fact is required",
+                ));
             }
             let value = lookup_fact(&node.facts, &input.fact)
                 .cloned()
                 .unwrap_or(Value::Null);
-            ActionReply::ok(json!({"fact": input.fact, "value": value}))
+            json!({"fact": input.fact, "value": value})
         }
-        other => ActionReply::fail(
-            Status::UnknownAction,
-            format!("Unknown action {other} for agent rpcutil"),
-        ),
-    }
-}
-
-/// Looks up a fact by dotted path (`os.family`) in a facts object.
-pub fn lookup_fact<'a>(facts: &'a Value, path: &str) -> Option<&'a Value> {
-    if let Some(value) = facts.get(path) {
-        return Some(value);
-    }
-    path.split('.')
-        .try_fold(facts, |value, part| value.get(part))
+        other => {
+            return Err(ActionError::new(
+                StatusCode::UnknownAction,
+                format!("Unknown action {other} for agent {AGENT}"),
+            ))
+        }
+    })
 }
 
 fn facts_object(node: &NodeFacts) -> Value {
@@ -159,8 +165,9 @@ mod tests {
         let reply = handle(&node(), "get_fact", &json!({"fact": "os.family"}), 1);
         assert_eq!(reply.data["value"], "linux");
         let reply = handle(&node(), "get_fact", &json!({"fact": 5}), 1);
-        assert_eq!(reply.status, Status::InvalidData);
+        assert_eq!(reply.statuscode, StatusCode::InvalidData);
         let reply = handle(&node(), "nope", &json!({}), 1);
-        assert_eq!(reply.status, Status::UnknownAction);
+        assert_eq!(reply.statuscode, StatusCode::UnknownAction);
+        assert_eq!(reply.action, "nope");
     }
 }
