@@ -421,7 +421,13 @@ mod tests {
                 text.contains(&format!("# TYPE choria_provisioner_{name} ")),
                 "{name}"
             );
+            // Upstream's names have no `_total`; only our own counters (outcomes,
+            // election errors) follow the Prometheus convention.
+            assert!(
+                !text.contains(&format!("choria_provisioner_{name}_total")),
+                "{name}"
+            );
         }
-        assert!(!text.contains("_total"));
+        assert!(text.contains("# TYPE choria_provisioner_outcomes_total counter"));
     }
 }
