@@ -182,8 +182,8 @@ fn run_provisioner(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let settings = Settings::load(&config)
         .map_err(|err| Failure::failed(format!("Provisioning could not be configured: {err}")))?;
-    let choria_config = match args.choria_config {
-        Some(path) if path.is_file() => path,
+    let (choria_config, defaulted) = match args.choria_config {
+        Some(path) if path.is_file() => (path, false),
         Some(path) => {
             return Err(Failure::usage(format!(
                 "--choria-config: file {} not found",
@@ -191,10 +191,21 @@ fn run_provisioner(args: RunArgs) -> anyhow::Result<ExitCode> {
             ))
             .into())
         }
-        None => default_choria_config(),
+        None => (default_choria_config(), true),
     };
-    let client = ClientSettings::load(&choria_config, &settings)
-        .map_err(|err| Failure::failed(format!("Could not load Choria Configuration: {err}")))?;
+    // ClientError already reads "Could not load Choria Configuration: …" (upstream's text);
+    // say it once, and say how to point at the file when none of the defaults exists.
+    let client = ClientSettings::load(&choria_config, &settings).map_err(|err| {
+        let missing = defaulted && !choria_config.is_file();
+        Failure::failed(if missing {
+            format!(
+                "{err}; pass --choria-config FILE (looked for ~/.choriarc, ~/.mcollective, /etc/choria/client.conf, /usr/local/etc/choria/client.conf and {})",
+                choria_config.display()
+            )
+        } else {
+            err.to_string()
+        })
+    })?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {

@@ -57,6 +57,35 @@ fn b13_invalid_configuration_names_the_key_and_exits_1() {
     assert!(stderr.contains("helper"), "{stderr}");
 }
 
+#[test]
+fn a_missing_choria_config_is_explained_once_with_the_flag_to_pass() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(dir.path(), "p.yaml", "helper: /bin/true\ntoken: x\n");
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("Could not load Choria Configuration")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let system_default = [
+        "/etc/choria/client.conf",
+        "/usr/local/etc/choria/client.conf",
+    ]
+    .iter()
+    .any(|p| Path::new(p).is_file());
+    if !system_default {
+        assert!(stderr.contains("pass --choria-config FILE"), "{stderr}");
+    }
+}
+
 #[tokio::test]
 async fn runs_writes_pid_and_stops_cleanly_on_sigterm() {
     let nats = TestNats::start("", false).await.expect("nats");
