@@ -16,6 +16,13 @@ pub struct BrokerArgs {
     command: BrokerCommand,
 }
 
+impl BrokerArgs {
+    /// Whether this is a one-shot command (a report) rather than the long-running broker.
+    pub fn is_one_shot(&self) -> bool {
+        matches!(self.command, BrokerCommand::Server { .. })
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum BrokerCommand {
     /// Run the broker: a supervised nats-server plus the authorization service.

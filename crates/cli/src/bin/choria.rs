@@ -61,8 +61,11 @@ fn main() -> ExitCode {
     // The demo runs thousands of nodes in this process: only their problems are news. The
     // NATS client's own reports of refused or dropped connections are expected while the
     // broker starts and nodes restart; the demo reports each node that does not come back.
-    let quiet_level = match command {
+    let quiet_level = match &command {
         Command::Demo(_) => "warn,async_nats=off",
+        // One-shot commands print their answer; the NATS client's connection chatter is
+        // not part of it.
+        Command::Broker(b) if b.is_one_shot() => "info,async_nats=warn",
         _ => "info",
     };
     // Standard error cannot fail to open.
