@@ -3,7 +3,7 @@
 
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 
-use crate::claims::{ClientIdClaims, StandardClaims, TokenClaims};
+use crate::claims::{ClientIdClaims, IssuerGrant, StandardClaims, TokenClaims};
 use crate::error::{ChainError, TokenError};
 use crate::keys::{Ed25519Seed, SigningKey};
 use crate::ksuid::Ksuid;
@@ -70,14 +70,27 @@ pub fn add_chain_issuer_data(
 }
 
 /// Issues and signs a leaf (server or client) token through a chain issuer: applies
-/// [`add_chain_issuer_data`] and signs with the issuer's seed (EdDSA).
+/// [`add_chain_issuer_data`] and signs with the issuer's seed (EdDSA). A leaf that would grant
+/// more than the issuer holds ([`TokenClaims::beyond_issuer`]) is refused: losing a delegated
+/// key must not be as bad as losing the organisation issuer.
 pub fn sign_chained_token<C: TokenClaims>(
     leaf: &mut C,
     issuer: &ClientIdClaims,
     issuer_seed: &Ed25519Seed,
 ) -> Result<String, TokenError> {
+    if let Some(excess) = leaf.beyond_issuer(&IssuerGrant::of(issuer)) {
+        return Err(TokenError::ChainCreation(ChainError::BeyondIssuer(excess)));
+    }
     add_chain_issuer_data(leaf.standard_mut(), issuer, issuer_seed)?;
     sign_token(leaf, &SigningKey::Ed25519(issuer_seed.clone()))
+}
+
+/// The chain issuer a `C-` token names: `(jti, hex public key)` of the issuer's own token.
+pub fn chain_issuer_of(claims: &StandardClaims) -> Option<(&str, &str)> {
+    claims
+        .iss
+        .strip_prefix(CHAIN_ISSUER_PREFIX)
+        .and_then(split_pair)
 }
 
 /// Upstream `IsChainedIssuer`: `tcs` set and `iss` an `I-` issuer; with `verify`, the org
