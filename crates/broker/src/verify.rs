@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use choria_protocol::subjects::{validate_identity, validate_token, SubjectError};
 use choria_tokens::{
-    parse_client_token, parse_provisioning_token, parse_server_token, parse_token_unverified,
-    read_public_key_file, token_algorithm, ClientIdClaims, PublicKey, Purpose, ServerClaims,
-    TokenError,
+    chain_issuer_of, is_chained_issuer, parse_client_token, parse_provisioning_token,
+    parse_server_token, parse_token_unverified, read_public_key_file, token_algorithm,
+    ClientIdClaims, IssuerGrant, PublicKey, Purpose, ServerClaims, TokenClaims, TokenError,
 };
 
 use crate::decision::{ProvisioningFacts, TokenVerifier};
@@ -27,6 +28,9 @@ pub enum VerifyError {
     /// The token could not be read to find its issuer.
     #[error(transparent)]
     Unreadable(TokenError),
+    /// No `ou` claim: in issuer mode it names the issuer, so it is required (as upstream).
+    #[error("no ou claim in token")]
+    NoOu,
     /// `ou` is not a string.
     #[error("invalid ou in token")]
     InvalidOu,
@@ -68,6 +72,26 @@ pub enum VerifyError {
     /// A client token without `callerid`.
     #[error("no callerid in claims")]
     NoCallerId,
+    /// A server identity that is not a literal subject suffix (it would become a wildcard
+    /// grant such as `choria.node.>`).
+    #[error("invalid identity in token: {0}")]
+    InvalidIdentity(#[source] SubjectError),
+    /// A collective that is not a literal subject token.
+    #[error("invalid collective in token: {0}")]
+    InvalidCollective(#[source] SubjectError),
+    /// A caller id with wildcards, whitespace or control characters.
+    #[error("invalid caller id in token: {0}")]
+    InvalidCallerId(#[source] SubjectError),
+    /// A chain-issued token grants more than its chain issuer holds.
+    #[error(
+        "token issued by chain issuer {issuer} grants {excess}, which the issuer does not hold"
+    )]
+    BeyondIssuer {
+        /// The chain issuer's token id.
+        issuer: String,
+        /// What it grants beyond the issuer.
+        excess: String,
+    },
     /// A server or client token without `public_key` (needed for the nonce).
     #[error("no public key in claims")]
     NoPublicKey,
@@ -106,6 +130,7 @@ impl VerifyError {
         match self {
             VerifyError::NoToken => "no_token",
             VerifyError::Unreadable(_) => "unreadable",
+            VerifyError::NoOu => "no_ou",
             VerifyError::InvalidOu => "invalid_ou",
             VerifyError::NoIssuer(_) => "no_issuer",
             VerifyError::Chain { .. } => "issuer_refused",
@@ -114,6 +139,10 @@ impl VerifyError {
             VerifyError::NoSignerMatched { .. } => "no_signer_matched",
             VerifyError::NoIdentity => "no_identity",
             VerifyError::NoCallerId => "no_callerid",
+            VerifyError::InvalidIdentity(_) => "invalid_identity",
+            VerifyError::InvalidCollective(_) => "invalid_collective",
+            VerifyError::InvalidCallerId(_) => "invalid_callerid",
+            VerifyError::BeyondIssuer { .. } => "beyond_issuer",
             VerifyError::NoPublicKey => "no_public_key",
             VerifyError::Algorithm(_) => "algorithm",
             VerifyError::Provisioning(_)
@@ -131,7 +160,17 @@ pub struct ChoriaVerifier {
     server_signers: Vec<PublicKey>,
     client_signers: Vec<PublicKey>,
     issuers: Vec<(String, PublicKey)>,
+    chain_issuers: Vec<KnownChainIssuer>,
     recent_provisioning: RecentTokens,
+}
+
+/// A chain issuer whose own token the operator gave the broker: what it holds bounds what
+/// the tokens it issues may grant. Chain issuers the broker does not know hold nothing.
+#[derive(Debug, Clone)]
+struct KnownChainIssuer {
+    jti: String,
+    public_key: String,
+    grant: IssuerGrant,
 }
 
 /// How many distinct provisioning tokens [`RecentTokens`] remembers.
@@ -203,6 +242,7 @@ impl ChoriaVerifier {
             server_signers,
             client_signers,
             issuers,
+            chain_issuers: Vec::new(),
             recent_provisioning: RecentTokens::default(),
         }
     }
@@ -237,17 +277,39 @@ impl ChoriaVerifier {
                 "plugin.choria.network.client_signer_cert",
                 &settings.client_signers,
             ),
+            chain_issuers: load_chain_issuers(settings, &issuers)?,
             issuers,
             recent_provisioning: RecentTokens::default(),
         })
     }
 
+    /// Refuses a chain-issued token that grants more than its chain issuer holds (a known
+    /// issuer's own grant, or nothing for an issuer the broker was not told about).
+    fn within_chain_issuer<C: TokenClaims>(&self, claims: &C) -> Result<(), VerifyError> {
+        let standard = claims.standard();
+        let Some((jti, public_key)) = chain_issuer_of(standard) else {
+            return Ok(());
+        };
+        let none = IssuerGrant::default();
+        let grant = self
+            .chain_issuers
+            .iter()
+            .find(|k| k.jti == jti && k.public_key == public_key)
+            .map_or(&none, |k| &k.grant);
+        match claims.beyond_issuer(grant) {
+            None => Ok(()),
+            Some(excess) => Err(VerifyError::BeyondIssuer {
+                issuer: jti.to_string(),
+                excess,
+            }),
+        }
+    }
+
     fn issuer_for(&self, token: &str) -> Result<(&str, &PublicKey), VerifyError> {
         let claims = parse_token_unverified(token).map_err(VerifyError::Unreadable)?;
         let ou = match claims.get("ou") {
-            None => "choria",
-            Some(serde_json::Value::String(ou)) if !ou.is_empty() => ou.as_str(),
-            Some(serde_json::Value::String(_)) => "choria",
+            None => return Err(VerifyError::NoOu),
+            Some(serde_json::Value::String(ou)) => ou.as_str(),
             Some(_) => return Err(VerifyError::InvalidOu),
         };
         self.issuers
@@ -372,6 +434,7 @@ impl TokenVerifier for ChoriaVerifier {
         let claims = self.with_signers(Purpose::Server, &self.server_signers, token, |key| {
             parse_server_token(token, key, now)
         })?;
+        self.within_chain_issuer(&claims)?;
         server_grant(claims)
     }
 
@@ -380,6 +443,7 @@ impl TokenVerifier for ChoriaVerifier {
         let claims = self.with_signers(Purpose::ClientId, &self.client_signers, token, |key| {
             parse_client_token(token, key, now)
         })?;
+        self.within_chain_issuer(&claims)?;
         client_grant(claims)
     }
 }
@@ -387,6 +451,10 @@ impl TokenVerifier for ChoriaVerifier {
 fn server_grant(claims: ServerClaims) -> Result<(ServerGrant, String), VerifyError> {
     if claims.identity.is_empty() {
         return Err(VerifyError::NoIdentity);
+    }
+    validate_identity(&claims.identity).map_err(VerifyError::InvalidIdentity)?;
+    for collective in &claims.collectives {
+        validate_token("collective", collective).map_err(VerifyError::InvalidCollective)?;
     }
     let grant = ServerGrant {
         identity: claims.identity,
@@ -402,6 +470,7 @@ fn client_grant(claims: ClientIdClaims) -> Result<(ClientGrant, String), VerifyE
     if claims.callerid.is_empty() {
         return Err(VerifyError::NoCallerId);
     }
+    validate_identity(&claims.callerid).map_err(VerifyError::InvalidCallerId)?;
     let grant = ClientGrant {
         caller: claims.callerid,
         ou: ou_or_default(claims.ou),
@@ -426,6 +495,36 @@ fn ou_or_default(ou: String) -> String {
     } else {
         ou
     }
+}
+
+/// Reads `plugin.security.issuer.<name>.chain_issuers`: each file is a chain issuer's client
+/// token, which must verify with that issuer's key now and carry a valid `I-` chain.
+fn load_chain_issuers(
+    settings: &BrokerSettings,
+    issuers: &[(String, PublicKey)],
+) -> Result<Vec<KnownChainIssuer>, SettingsError> {
+    let mut known = Vec::new();
+    for (name, path) in &settings.chain_issuers {
+        let invalid = |reason: String| SettingsError::Invalid {
+            key: format!("plugin.security.issuer.{name}.chain_issuers"),
+            reason: format!("{}: {reason}", path.display()),
+        };
+        let Some((_, key)) = issuers.iter().find(|(n, _)| n == name) else {
+            return Err(invalid(format!("no issuer {name} is configured")));
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let claims = parse_client_token(text.trim(), key, SystemTime::now())
+            .map_err(|e| invalid(e.to_string()))?;
+        if !is_chained_issuer(&claims.standard, true) {
+            return Err(invalid("not a chain issuer token of this issuer".into()));
+        }
+        known.push(KnownChainIssuer {
+            jti: claims.standard.jti.clone(),
+            public_key: claims.standard.public_key.clone(),
+            grant: IssuerGrant::of(&claims),
+        });
+    }
+    Ok(known)
 }
 
 fn load_signers(key: &str, entries: &[String]) -> Vec<PublicKey> {
