@@ -213,3 +213,13 @@ async fn the_enrolment_listener_admits_no_fleet_credentials() {
     .expect("provisioning-mode server admitted");
     site.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_log_is_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let site = TestSite::start().await.expect("site");
+    let path = site.broker().expect("broker").log_path().to_path_buf();
+    let mode = std::fs::metadata(&path).expect("log").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "{}", path.display());
+    site.shutdown().await;
+}
