@@ -8,9 +8,10 @@ use std::time::SystemTime;
 
 use choria_protocol::subjects::{validate_identity, validate_token, SubjectError};
 use choria_tokens::{
-    chain_issuer_of, is_chained_issuer, parse_client_token, parse_provisioning_token,
-    parse_server_token, parse_token_unverified, read_public_key_file, token_algorithm,
-    ClientIdClaims, IssuerGrant, PublicKey, Purpose, ServerClaims, TokenClaims, TokenError,
+    beyond_chain_issuer, chain_issuer_of, is_chained_issuer, parse_client_token,
+    parse_provisioning_token, parse_server_token, parse_token_unverified, read_public_key_file,
+    token_algorithm, ClientIdClaims, KnownChainIssuer, PublicKey, Purpose, ServerClaims,
+    TokenClaims, TokenError,
 };
 
 use crate::decision::{ProvisioningFacts, TokenVerifier};
@@ -164,15 +165,6 @@ pub struct ChoriaVerifier {
     recent_provisioning: RecentTokens,
 }
 
-/// A chain issuer whose own token the operator gave the broker: what it holds bounds what
-/// the tokens it issues may grant. Chain issuers the broker does not know hold nothing.
-#[derive(Debug, Clone)]
-struct KnownChainIssuer {
-    jti: String,
-    public_key: String,
-    grant: IssuerGrant,
-}
-
 /// How many distinct provisioning tokens [`RecentTokens`] remembers.
 const RECENT_TOKENS: usize = 8;
 
@@ -286,20 +278,12 @@ impl ChoriaVerifier {
     /// Refuses a chain-issued token that grants more than its chain issuer holds (a known
     /// issuer's own grant, or nothing for an issuer the broker was not told about).
     fn within_chain_issuer<C: TokenClaims>(&self, claims: &C) -> Result<(), VerifyError> {
-        let standard = claims.standard();
-        let Some((jti, public_key)) = chain_issuer_of(standard) else {
-            return Ok(());
-        };
-        let none = IssuerGrant::default();
-        let grant = self
-            .chain_issuers
-            .iter()
-            .find(|k| k.jti == jti && k.public_key == public_key)
-            .map_or(&none, |k| &k.grant);
-        match claims.beyond_issuer(grant) {
+        match beyond_chain_issuer(claims, &self.chain_issuers) {
             None => Ok(()),
             Some(excess) => Err(VerifyError::BeyondIssuer {
-                issuer: jti.to_string(),
+                issuer: chain_issuer_of(claims.standard())
+                    .map(|(jti, _)| jti.to_string())
+                    .unwrap_or_default(),
                 excess,
             }),
         }
@@ -518,11 +502,7 @@ fn load_chain_issuers(
         if !is_chained_issuer(&claims.standard, true) {
             return Err(invalid("not a chain issuer token of this issuer".into()));
         }
-        known.push(KnownChainIssuer {
-            jti: claims.standard.jti.clone(),
-            public_key: claims.standard.public_key.clone(),
-            grant: IssuerGrant::of(&claims),
-        });
+        known.push(KnownChainIssuer::of(&claims));
     }
     Ok(known)
 }
@@ -602,6 +582,58 @@ mod tests {
             .server(&read("tokens/derived/chained-server.jwt"))
             .expect("chain verifies");
         assert_eq!(chained.identity, "chained.example.net");
+    }
+
+    #[test]
+    fn a_known_chain_issuer_may_delegate_what_it_holds() {
+        use choria_tokens::{
+            add_chain_issuer_data, add_org_issuer_data, sign_token, ClientPermissions, Ed25519Seed,
+            NewClient, SigningKey,
+        };
+        let now = SystemTime::now();
+        let (org, aaa, user) = (
+            Ed25519Seed::generate(),
+            Ed25519Seed::generate(),
+            Ed25519Seed::generate(),
+        );
+        let fleet = ClientPermissions {
+            fleet_management: true,
+            ..Default::default()
+        };
+        let client = |callerid: &str, key: &Ed25519Seed, perms| {
+            ClientIdClaims::new(
+                NewClient {
+                    callerid: callerid.into(),
+                    public_key: Some(key.public_key_bytes()),
+                    permissions: Some(perms),
+                    validity: std::time::Duration::from_secs(600),
+                    ..Default::default()
+                },
+                now,
+            )
+            .expect("claims")
+        };
+        let mut issuer = client("choria=aaa", &aaa, fleet);
+        add_org_issuer_data(&mut issuer, &org).expect("issuer");
+        let mut leaf = client("choria=bob", &user, fleet);
+        add_chain_issuer_data(&mut leaf.standard, &issuer, &aaa).expect("chain");
+        let token = sign_token(&leaf, &SigningKey::Ed25519(aaa.clone())).expect("sign");
+
+        let mut v = ChoriaVerifier::new(
+            None,
+            vec![],
+            vec![],
+            vec![("choria".into(), org.public_key())],
+        );
+        let refused = v.client(&token).expect_err("unknown issuers hold nothing");
+        assert_eq!(refused.as_str(), "beyond_issuer");
+        assert!(
+            refused.to_string().contains("permission fleet_management"),
+            "{refused}"
+        );
+        v.chain_issuers = vec![KnownChainIssuer::of(&issuer)];
+        let (grant, _) = v.client(&token).expect("within the known issuer's grant");
+        assert_eq!(grant.caller, "choria=bob");
     }
 
     #[test]

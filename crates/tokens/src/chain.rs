@@ -93,6 +93,42 @@ pub fn chain_issuer_of(claims: &StandardClaims) -> Option<(&str, &str)> {
         .and_then(split_pair)
 }
 
+/// A chain issuer a verifier was told about: the id and key its tokens name in `iss`, and
+/// what it holds (and so may delegate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownChainIssuer {
+    /// `jti` of the issuer's own token.
+    pub jti: String,
+    /// Its hex ed25519 `public_key`.
+    pub public_key: String,
+    /// What it holds.
+    pub grant: IssuerGrant,
+}
+
+impl KnownChainIssuer {
+    /// The chain issuer of an (already verified) chain-issuer client token.
+    pub fn of(issuer: &ClientIdClaims) -> KnownChainIssuer {
+        KnownChainIssuer {
+            jti: issuer.standard.jti.clone(),
+            public_key: issuer.standard.public_key.clone(),
+            grant: IssuerGrant::of(issuer),
+        }
+    }
+}
+
+/// For a verified token: what it grants beyond its chain issuer's grant, when it is chain
+/// issued. An issuer missing from `known` holds nothing, so its tokens may carry no
+/// permission flags and no extra subjects. `None` for tokens within bounds or not chained.
+pub fn beyond_chain_issuer<C: TokenClaims>(leaf: &C, known: &[KnownChainIssuer]) -> Option<String> {
+    let (jti, public_key) = chain_issuer_of(leaf.standard())?;
+    let none = IssuerGrant::default();
+    let grant = known
+        .iter()
+        .find(|k| k.jti == jti && k.public_key == public_key)
+        .map_or(&none, |k| &k.grant);
+    leaf.beyond_issuer(grant)
+}
+
 /// Upstream `IsChainedIssuer`: `tcs` set and `iss` an `I-` issuer; with `verify`, the org
 /// key in `iss` must also have signed `<jti>.<public_key>`.
 pub fn is_chained_issuer(claims: &StandardClaims, verify: bool) -> bool {

@@ -635,7 +635,11 @@ impl ClientPermissions {
             ("events_viewer", self.events_viewer, signer.events_viewer),
             ("election_user", self.election_user, signer.election_user),
             ("governor", self.governor, signer.governor),
-            ("fleet_management", self.fleet_management, signer.fleet_management),
+            (
+                "fleet_management",
+                self.fleet_management,
+                signer.fleet_management,
+            ),
             (
                 "signed_fleet_management",
                 self.signed_fleet_management,
@@ -763,10 +767,7 @@ impl TokenClaims for ClientIdClaims {
         &mut self.standard
     }
     fn beyond_issuer(&self, issuer: &IssuerGrant) -> Option<String> {
-        if let Some(flag) = self
-            .permissions
-            .and_then(|p| p.beyond(&issuer.permissions))
-        {
+        if let Some(flag) = self.permissions.and_then(|p| p.beyond(&issuer.permissions)) {
             return Some(format!("permission {flag}"));
         }
         if let Some(s) = issuer.uncovered(&self.pub_subjects, &issuer.pub_subjects) {
@@ -891,7 +892,10 @@ mod tests {
             signed_fleet_management: true,
             ..Default::default()
         };
-        assert!(signed.within(&fleet), "signed is narrower than fleet management");
+        assert!(
+            signed.within(&fleet),
+            "signed is narrower than fleet management"
+        );
         assert!(!fleet.within(&signed));
 
         let issuer = IssuerGrant {

@@ -108,8 +108,8 @@ pub mod sign;
 pub mod verify;
 
 pub use chain::{
-    add_chain_issuer_data, add_org_issuer_data, chain_issuer_key, chain_issuer_of,
-    is_chained_issuer, is_signed_by_issuer, sign_chained_token,
+    add_chain_issuer_data, add_org_issuer_data, beyond_chain_issuer, chain_issuer_key,
+    chain_issuer_of, is_chained_issuer, is_signed_by_issuer, sign_chained_token, KnownChainIssuer,
 };
 pub use claims::{
     subject_covers, ClientIdClaims, ClientPermissions, IssuerGrant, NewClient, NewProvisioning,
