@@ -20,7 +20,7 @@ pub enum TlsMode {
     #[default]
     Jwt,
     /// Client port requires verified client certificates; the enrolment listener admits
-    /// provisioning-mode servers and JWT+nonce identities.
+    /// provisioning-mode servers and the provisioner only.
     Mtls,
 }
 
@@ -200,6 +200,10 @@ pub enum Rejection {
     /// The readiness probe with a wrong password.
     #[error("invalid probe credentials")]
     Probe,
+    /// Fleet credentials on the enrolment listener, which is for provisioning-mode servers
+    /// and the provisioner only (the rule names what was presented).
+    #[error("the enrolment listener admits provisioning-mode servers and the provisioner only, not a {}", .0.replace('_', " "))]
+    Enrolment(&'static str),
 }
 
 impl Rejection {
@@ -218,6 +222,7 @@ impl Rejection {
             Rejection::Provisioning(_) => "provisioning",
             Rejection::IssuerModeUnknown => "issuer_mode",
             Rejection::Probe => "probe",
+            Rejection::Enrolment(_) => "enrolment",
         }
     }
 
@@ -231,6 +236,7 @@ impl Rejection {
             | Rejection::Provisioning(ProvisioningDenied::Token(e)) => e.as_str(),
             Rejection::Jwt(JwtDenied::Nonce(e)) => nonce_rule(e),
             Rejection::Provisioning(ProvisioningDenied::NoAccount) => "no_account",
+            Rejection::Enrolment(what) => what,
             other => other.label(),
         }
     }
@@ -378,6 +384,9 @@ pub fn decide(
     }
     if let Some((system_user, _)) = &policy.system {
         if conn.user == system_user {
+            if conn.listener == Listener::Enrolment {
+                return Err(Rejection::Enrolment("system_user"));
+            }
             return system(policy, verifier, conn).map_err(Rejection::System);
         }
     }
@@ -499,6 +508,12 @@ fn default_handler(
         return Err(Rejection::NoToken);
     }
     match claimed_purpose(conn.token) {
+        ClaimedPurpose::Known(Purpose::ClientId) if conn.listener == Listener::Enrolment => {
+            Err(Rejection::Enrolment("client_token"))
+        }
+        ClaimedPurpose::Known(Purpose::Server) if conn.listener == Listener::Enrolment => {
+            Err(Rejection::Enrolment("server_token"))
+        }
         ClaimedPurpose::Known(Purpose::ClientId) => {
             let (client, public_key) = verifier.client(conn.token).map_err(JwtDenied::Token)?;
             verify_nonce(conn, &public_key).map_err(JwtDenied::Nonce)?;

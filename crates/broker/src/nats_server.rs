@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -231,9 +232,11 @@ impl NatsServerProcess {
             path: ports_dir.clone(),
             source,
         })?;
+        // Logs name nodes and callers: readable by the owner's group, never by the world.
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o640)
             .open(log_path)
             .map_err(|source| NatsServerError::Log {
                 path: log_path.to_path_buf(),

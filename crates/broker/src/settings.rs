@@ -143,6 +143,9 @@ pub struct BrokerSettings {
     pub client_signers: Vec<String>,
     /// `plugin.security.issuer.names` with each `plugin.security.issuer.<name>.public`.
     pub issuers: Vec<(String, String)>,
+    /// `plugin.security.issuer.<name>.chain_issuers`: token files of the chain issuers each
+    /// issuer delegated to; their grants bound what the tokens they issue may grant.
+    pub chain_issuers: Vec<(String, PathBuf)>,
     /// `plugin.security.choria.ca` is set (P_PUBSUB for verified mTLS in issuer mode).
     pub pubsub_for_mtls: bool,
     /// `plugin.choria.network.client_hosts` (upstream's allow list; see spec §2.8).
@@ -256,6 +259,7 @@ impl BrokerSettings {
             }
         };
         let mut issuers = Vec::new();
+        let mut chain_issuers = Vec::new();
         for name in cfg.get_list_or_empty("plugin.security.issuer.names") {
             let k = format!("plugin.security.issuer.{name}.public");
             let Some(public) = non_empty(cfg, &k) else {
@@ -269,6 +273,11 @@ impl BrokerSettings {
                     key: k,
                     reason: "expected 64 hex characters (an ed25519 public key)".into(),
                 });
+            }
+            for file in
+                cfg.get_list_or_empty(&format!("plugin.security.issuer.{name}.chain_issuers"))
+            {
+                chain_issuers.push((name.clone(), PathBuf::from(file)));
             }
             issuers.push((name, public));
         }
@@ -372,6 +381,7 @@ impl BrokerSettings {
             server_signers,
             client_signers,
             issuers,
+            chain_issuers,
             pubsub_for_mtls: non_empty(cfg, "plugin.security.choria.ca").is_some(),
             client_hosts: cfg.get_list_or_empty(&key("client_hosts")),
             deny_server_connections: cfg.get_bool_or(&key("deny_server_connections"), false)?,

@@ -6,10 +6,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use choria_protocol::subjects::{validate_identity, validate_token, SubjectError};
 use choria_tokens::{
-    parse_client_token, parse_provisioning_token, parse_server_token, parse_token_unverified,
-    read_public_key_file, token_algorithm, ClientIdClaims, PublicKey, Purpose, ServerClaims,
-    TokenError,
+    beyond_chain_issuer, chain_issuer_of, is_chained_issuer, parse_client_token,
+    parse_provisioning_token, parse_server_token, parse_token_unverified, read_public_key_file,
+    token_algorithm, ClientIdClaims, KnownChainIssuer, PublicKey, Purpose, ServerClaims,
+    TokenClaims, TokenError,
 };
 
 use crate::decision::{ProvisioningFacts, TokenVerifier};
@@ -27,6 +29,9 @@ pub enum VerifyError {
     /// The token could not be read to find its issuer.
     #[error(transparent)]
     Unreadable(TokenError),
+    /// No `ou` claim: in issuer mode it names the issuer, so it is required (as upstream).
+    #[error("no ou claim in token")]
+    NoOu,
     /// `ou` is not a string.
     #[error("invalid ou in token")]
     InvalidOu,
@@ -68,6 +73,26 @@ pub enum VerifyError {
     /// A client token without `callerid`.
     #[error("no callerid in claims")]
     NoCallerId,
+    /// A server identity that is not a literal subject suffix (it would become a wildcard
+    /// grant such as `choria.node.>`).
+    #[error("invalid identity in token: {0}")]
+    InvalidIdentity(#[source] SubjectError),
+    /// A collective that is not a literal subject token.
+    #[error("invalid collective in token: {0}")]
+    InvalidCollective(#[source] SubjectError),
+    /// A caller id with wildcards, whitespace or control characters.
+    #[error("invalid caller id in token: {0}")]
+    InvalidCallerId(#[source] SubjectError),
+    /// A chain-issued token grants more than its chain issuer holds.
+    #[error(
+        "token issued by chain issuer {issuer} grants {excess}, which the issuer does not hold"
+    )]
+    BeyondIssuer {
+        /// The chain issuer's token id.
+        issuer: String,
+        /// What it grants beyond the issuer.
+        excess: String,
+    },
     /// A server or client token without `public_key` (needed for the nonce).
     #[error("no public key in claims")]
     NoPublicKey,
@@ -106,6 +131,7 @@ impl VerifyError {
         match self {
             VerifyError::NoToken => "no_token",
             VerifyError::Unreadable(_) => "unreadable",
+            VerifyError::NoOu => "no_ou",
             VerifyError::InvalidOu => "invalid_ou",
             VerifyError::NoIssuer(_) => "no_issuer",
             VerifyError::Chain { .. } => "issuer_refused",
@@ -114,6 +140,10 @@ impl VerifyError {
             VerifyError::NoSignerMatched { .. } => "no_signer_matched",
             VerifyError::NoIdentity => "no_identity",
             VerifyError::NoCallerId => "no_callerid",
+            VerifyError::InvalidIdentity(_) => "invalid_identity",
+            VerifyError::InvalidCollective(_) => "invalid_collective",
+            VerifyError::InvalidCallerId(_) => "invalid_callerid",
+            VerifyError::BeyondIssuer { .. } => "beyond_issuer",
             VerifyError::NoPublicKey => "no_public_key",
             VerifyError::Algorithm(_) => "algorithm",
             VerifyError::Provisioning(_)
@@ -131,6 +161,7 @@ pub struct ChoriaVerifier {
     server_signers: Vec<PublicKey>,
     client_signers: Vec<PublicKey>,
     issuers: Vec<(String, PublicKey)>,
+    chain_issuers: Vec<KnownChainIssuer>,
     recent_provisioning: RecentTokens,
 }
 
@@ -203,6 +234,7 @@ impl ChoriaVerifier {
             server_signers,
             client_signers,
             issuers,
+            chain_issuers: Vec::new(),
             recent_provisioning: RecentTokens::default(),
         }
     }
@@ -237,17 +269,31 @@ impl ChoriaVerifier {
                 "plugin.choria.network.client_signer_cert",
                 &settings.client_signers,
             ),
+            chain_issuers: load_chain_issuers(settings, &issuers)?,
             issuers,
             recent_provisioning: RecentTokens::default(),
         })
     }
 
+    /// Refuses a chain-issued token that grants more than its chain issuer holds (a known
+    /// issuer's own grant, or nothing for an issuer the broker was not told about).
+    fn within_chain_issuer<C: TokenClaims>(&self, claims: &C) -> Result<(), VerifyError> {
+        match beyond_chain_issuer(claims, &self.chain_issuers) {
+            None => Ok(()),
+            Some(excess) => Err(VerifyError::BeyondIssuer {
+                issuer: chain_issuer_of(claims.standard())
+                    .map(|(jti, _)| jti.to_string())
+                    .unwrap_or_default(),
+                excess,
+            }),
+        }
+    }
+
     fn issuer_for(&self, token: &str) -> Result<(&str, &PublicKey), VerifyError> {
         let claims = parse_token_unverified(token).map_err(VerifyError::Unreadable)?;
         let ou = match claims.get("ou") {
-            None => "choria",
-            Some(serde_json::Value::String(ou)) if !ou.is_empty() => ou.as_str(),
-            Some(serde_json::Value::String(_)) => "choria",
+            None => return Err(VerifyError::NoOu),
+            Some(serde_json::Value::String(ou)) => ou.as_str(),
             Some(_) => return Err(VerifyError::InvalidOu),
         };
         self.issuers
@@ -372,6 +418,7 @@ impl TokenVerifier for ChoriaVerifier {
         let claims = self.with_signers(Purpose::Server, &self.server_signers, token, |key| {
             parse_server_token(token, key, now)
         })?;
+        self.within_chain_issuer(&claims)?;
         server_grant(claims)
     }
 
@@ -380,6 +427,7 @@ impl TokenVerifier for ChoriaVerifier {
         let claims = self.with_signers(Purpose::ClientId, &self.client_signers, token, |key| {
             parse_client_token(token, key, now)
         })?;
+        self.within_chain_issuer(&claims)?;
         client_grant(claims)
     }
 }
@@ -387,6 +435,10 @@ impl TokenVerifier for ChoriaVerifier {
 fn server_grant(claims: ServerClaims) -> Result<(ServerGrant, String), VerifyError> {
     if claims.identity.is_empty() {
         return Err(VerifyError::NoIdentity);
+    }
+    validate_identity(&claims.identity).map_err(VerifyError::InvalidIdentity)?;
+    for collective in &claims.collectives {
+        validate_token("collective", collective).map_err(VerifyError::InvalidCollective)?;
     }
     let grant = ServerGrant {
         identity: claims.identity,
@@ -402,6 +454,7 @@ fn client_grant(claims: ClientIdClaims) -> Result<(ClientGrant, String), VerifyE
     if claims.callerid.is_empty() {
         return Err(VerifyError::NoCallerId);
     }
+    validate_identity(&claims.callerid).map_err(VerifyError::InvalidCallerId)?;
     let grant = ClientGrant {
         caller: claims.callerid,
         ou: ou_or_default(claims.ou),
@@ -426,6 +479,32 @@ fn ou_or_default(ou: String) -> String {
     } else {
         ou
     }
+}
+
+/// Reads `plugin.security.issuer.<name>.chain_issuers`: each file is a chain issuer's client
+/// token, which must verify with that issuer's key now and carry a valid `I-` chain.
+fn load_chain_issuers(
+    settings: &BrokerSettings,
+    issuers: &[(String, PublicKey)],
+) -> Result<Vec<KnownChainIssuer>, SettingsError> {
+    let mut known = Vec::new();
+    for (name, path) in &settings.chain_issuers {
+        let invalid = |reason: String| SettingsError::Invalid {
+            key: format!("plugin.security.issuer.{name}.chain_issuers"),
+            reason: format!("{}: {reason}", path.display()),
+        };
+        let Some((_, key)) = issuers.iter().find(|(n, _)| n == name) else {
+            return Err(invalid(format!("no issuer {name} is configured")));
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let claims = parse_client_token(text.trim(), key, SystemTime::now())
+            .map_err(|e| invalid(e.to_string()))?;
+        if !is_chained_issuer(&claims.standard, true) {
+            return Err(invalid("not a chain issuer token of this issuer".into()));
+        }
+        known.push(KnownChainIssuer::of(&claims));
+    }
+    Ok(known)
 }
 
 fn load_signers(key: &str, entries: &[String]) -> Vec<PublicKey> {
@@ -503,6 +582,58 @@ mod tests {
             .server(&read("tokens/derived/chained-server.jwt"))
             .expect("chain verifies");
         assert_eq!(chained.identity, "chained.example.net");
+    }
+
+    #[test]
+    fn a_known_chain_issuer_may_delegate_what_it_holds() {
+        use choria_tokens::{
+            add_chain_issuer_data, add_org_issuer_data, sign_token, ClientPermissions, Ed25519Seed,
+            NewClient, SigningKey,
+        };
+        let now = SystemTime::now();
+        let (org, aaa, user) = (
+            Ed25519Seed::generate(),
+            Ed25519Seed::generate(),
+            Ed25519Seed::generate(),
+        );
+        let fleet = ClientPermissions {
+            fleet_management: true,
+            ..Default::default()
+        };
+        let client = |callerid: &str, key: &Ed25519Seed, perms| {
+            ClientIdClaims::new(
+                NewClient {
+                    callerid: callerid.into(),
+                    public_key: Some(key.public_key_bytes()),
+                    permissions: Some(perms),
+                    validity: std::time::Duration::from_secs(600),
+                    ..Default::default()
+                },
+                now,
+            )
+            .expect("claims")
+        };
+        let mut issuer = client("choria=aaa", &aaa, fleet);
+        add_org_issuer_data(&mut issuer, &org).expect("issuer");
+        let mut leaf = client("choria=bob", &user, fleet);
+        add_chain_issuer_data(&mut leaf.standard, &issuer, &aaa).expect("chain");
+        let token = sign_token(&leaf, &SigningKey::Ed25519(aaa.clone())).expect("sign");
+
+        let mut v = ChoriaVerifier::new(
+            None,
+            vec![],
+            vec![],
+            vec![("choria".into(), org.public_key())],
+        );
+        let refused = v.client(&token).expect_err("unknown issuers hold nothing");
+        assert_eq!(refused.as_str(), "beyond_issuer");
+        assert!(
+            refused.to_string().contains("permission fleet_management"),
+            "{refused}"
+        );
+        v.chain_issuers = vec![KnownChainIssuer::of(&issuer)];
+        let (grant, _) = v.client(&token).expect("within the known issuer's grant");
+        assert_eq!(grant.caller, "choria=bob");
     }
 
     #[test]

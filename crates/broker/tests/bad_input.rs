@@ -54,7 +54,7 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
 
     // a validly signed client token whose claims have the wrong types
     let payload = serde_json::json!({
-        "purpose": "choria_client_id", "callerid": "up=typed", "public_key": seed.public_key_hex(),
+        "purpose": "choria_client_id", "callerid": "up=typed", "ou": "choria", "public_key": seed.public_key_hex(),
         "permissions": "all of them", "exp": 4102444800i64
     });
     let signed_by_org = |payload: serde_json::Value| {
@@ -72,7 +72,7 @@ async fn garbage_oversized_mistyped_expired_and_replayed_credentials_are_refused
         "issuer_refused",
     )
     .await;
-    let payload = serde_json::json!({"purpose": "choria_server", "identity": 7, "collectives": "c1", "public_key": seed.public_key_hex()});
+    let payload = serde_json::json!({"purpose": "choria_server", "ou": "choria", "identity": 7, "collectives": "c1", "public_key": seed.public_key_hex()});
     assert_refused_by(
         &site,
         with_token(signed_by_org(payload)),

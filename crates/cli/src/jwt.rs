@@ -17,10 +17,10 @@ use choria_tokens::{
     add_org_issuer_data, clock, is_chained_issuer, parse_client_token,
     parse_client_token_unverified, parse_provisioning_token, parse_provisioning_token_unverified,
     parse_server_token, parse_server_token_unverified, parse_token_unverified,
-    read_public_key_file, sign_token, token_purpose, verify_token, ClientIdClaims,
-    ClientPermissions, Ed25519Seed, NewClient, NewProvisioning, NewServer, ProvisioningClaims,
-    PublicKey, Purpose, ServerClaims, ServerPermissions, SigningKey, StandardClaims, TokenClaims,
-    MAX_TOKEN_SIZE,
+    read_public_key_file, sign_chained_token, sign_token, token_purpose, verify_token,
+    ClientIdClaims, ClientPermissions, Ed25519Seed, NewClient, NewProvisioning, NewServer,
+    ProvisioningClaims, PublicKey, Purpose, ServerClaims, ServerPermissions, SigningKey,
+    StandardClaims, TokenClaims, MAX_TOKEN_SIZE,
 };
 
 use crate::Failure;
@@ -147,6 +147,10 @@ struct ServerArgs {
     /// How long the token is valid (Go duration plus d/w/M/y).
     #[arg(long, default_value = "8760h", value_parser = parse_validity)]
     validity: Duration,
+    /// Issue through a chain issuer: its client token file; SIGNING-KEY is its ed25519 seed.
+    /// Refused when the token would grant more than the chain issuer holds.
+    #[arg(long = "chain-issuer", value_name = "TOKEN")]
+    chain_issuer: Option<PathBuf>,
     /// Replace FILE if it exists.
     #[arg(long, short)]
     force: bool,
@@ -226,6 +230,10 @@ struct ClientArgs {
     /// Allow accessing Choria Governors.
     #[arg(long)]
     governor: bool,
+    /// Issue through a chain issuer: its client token file; SIGNING-KEY is its ed25519 seed.
+    /// Refused when the token would grant more than the chain issuer holds.
+    #[arg(long = "chain-issuer", value_name = "TOKEN", conflicts_with = "issuer")]
+    chain_issuer: Option<PathBuf>,
     /// Replace FILE if it exists.
     #[arg(long, short)]
     force: bool,
@@ -295,7 +303,7 @@ fn provisioning(args: ProvisioningArgs) -> anyhow::Result<ExitCode> {
     };
     refuse_existing(&args.file, args.force)?;
     let key = signing_key(&args.signing_key)?;
-    let claims = ProvisioningClaims::new(
+    let mut claims = ProvisioningClaims::new(
         NewProvisioning {
             secure: args.no_insecure,
             by_default: args.default,
@@ -316,7 +324,7 @@ fn provisioning(args: ProvisioningArgs) -> anyhow::Result<ExitCode> {
         SystemTime::now(),
     )
     .context("could not create token")?;
-    save_token(&args.file, &claims, &key, args.force)
+    save_token(&args.file, &mut claims, &key, None, args.force)
 }
 
 fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -333,7 +341,7 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.collectives
     };
-    let claims = ServerClaims::new(
+    let mut claims = ServerClaims::new(
         NewServer {
             identity: args.identity,
             collectives,
@@ -352,7 +360,13 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         SystemTime::now(),
     )
     .context("could not create token")?;
-    save_token(&args.file, &claims, &key, args.force)
+    save_token(
+        &args.file,
+        &mut claims,
+        &key,
+        args.chain_issuer.as_deref(),
+        args.force,
+    )
 }
 
 fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
@@ -416,7 +430,13 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
         };
         add_org_issuer_data(&mut claims, seed).context("chained signature failed")?;
     }
-    save_token(&args.file, &claims, &key, args.force)
+    save_token(
+        &args.file,
+        &mut claims,
+        &key,
+        args.chain_issuer.as_deref(),
+        args.force,
+    )
 }
 
 fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
@@ -852,17 +872,49 @@ fn refuse_existing(path: &Path, force: bool) -> anyhow::Result<()> {
 
 fn save_token<C: TokenClaims>(
     file: &Path,
-    claims: &C,
+    claims: &mut C,
     key: &SigningKey,
+    chain_issuer: Option<&Path>,
     force: bool,
 ) -> anyhow::Result<ExitCode> {
-    let token = sign_token(claims, key).context("could not create token")?;
+    let token = match chain_issuer {
+        None => sign_token(claims, key).context("could not create token")?,
+        Some(path) => sign_through(claims, key, path)?,
+    };
     write_file(file, token.as_bytes(), force)?;
     println!(
         "Saved token to {0}, use 'choria jwt view {0}' to view it",
         file.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Signs `claims` through the chain issuer whose token is at `path`, with its seed `key`;
+/// the token may grant only what the issuer holds.
+fn sign_through<C: TokenClaims>(
+    claims: &mut C,
+    key: &SigningKey,
+    path: &Path,
+) -> anyhow::Result<String> {
+    let SigningKey::Ed25519(seed) = key else {
+        return Err(Failure::usage(
+            "--chain-issuer needs the issuer's ed25519 seed as SIGNING-KEY",
+        )
+        .into());
+    };
+    let bytes = read_capped(path, MAX_TOKEN_SIZE as u64)
+        .map_err(|e| Failure::usage(format!("could not read the chain issuer token: {e}")))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let issuer = parse_client_token_unverified(text.trim())
+        .map_err(|e| Failure::usage(format!("invalid chain issuer token: {e}")))?;
+    if issuer.standard.public_key != seed.public_key_hex() {
+        return Err(Failure::usage(
+            "SIGNING-KEY is not the chain issuer's key (its public_key differs)",
+        )
+        .into());
+    }
+    sign_chained_token(claims, &issuer, seed)
+        .map_err(|e| Failure::failed(format!("could not create token: {e}")).into())
 }
 
 fn write_file(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {

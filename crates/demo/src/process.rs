@@ -1,6 +1,7 @@
 //! The site's services as real child processes (`choria broker run`,
 //! `choria-provisioner run`), with their logs in the site directory and their peak memory.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -40,9 +41,11 @@ impl Service {
             what: format!("{what} for {name}"),
             source,
         };
+        // Logs name nodes and callers: readable by the owner's group, never by the world.
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o640)
             .open(log)
             .map_err(|e| io("opening the log", e))?;
         let err = out.try_clone().map_err(|e| io("opening the log", e))?;

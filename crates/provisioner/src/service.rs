@@ -253,7 +253,7 @@ impl Provisioner {
         let monitor = match self.monitor.take() {
             Some(l) => Some(l),
             None if s.monitor_port > 0 => Some(
-                tokio::net::TcpListener::bind(("0.0.0.0", s.monitor_port))
+                tokio::net::TcpListener::bind((s.monitor_listen, s.monitor_port))
                     .await
                     .map_err(|source| ServiceError::Monitor {
                         port: s.monitor_port,

@@ -148,6 +148,10 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
+/// Where the monitor port listens unless `monitor_listen` says otherwise: metrics name nodes
+/// and sites, so they stay on the host unless the operator opens them.
+pub const DEFAULT_MONITOR_LISTEN: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
+
 /// The validated provisioner configuration.
 #[derive(Clone)]
 pub struct Settings {
@@ -181,6 +185,9 @@ pub struct Settings {
     pub site: String,
     /// Port of `/metrics` and `/healthz`; 0 = off.
     pub monitor_port: u16,
+    /// `monitor_listen`: the address the monitor port binds ([`DEFAULT_MONITOR_LISTEN`];
+    /// upstream binds every interface, `0.0.0.0` does that).
+    pub monitor_listen: std::net::IpAddr,
     /// Password of the NATS user `provisioner` (secret).
     pub broker_provisioning_password: String,
     /// CSR name deny patterns (slashes stripped, compiled).
@@ -220,6 +227,7 @@ impl std::fmt::Debug for Settings {
             .field("leader_election", &self.leader_election)
             .field("site", &self.site)
             .field("monitor_port", &self.monitor_port)
+            .field("monitor_listen", &self.monitor_listen)
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +248,7 @@ struct RawSettings {
     choria_insecure: Option<bool>,
     site: Option<String>,
     monitor_port: Option<i64>,
+    monitor_listen: Option<String>,
     broker_port: Option<i64>,
     broker_provisioning_password: Option<String>,
     cert_deny_list: Option<Vec<String>>,
@@ -396,6 +405,13 @@ impl Settings {
                 .map_err(|_| invalid("monitor_port", format!("{p} is not a TCP port")))?,
         };
 
+        let monitor_listen = match raw.monitor_listen.as_deref().map(str::trim) {
+            None | Some("") => std::net::IpAddr::from(DEFAULT_MONITOR_LISTEN),
+            Some(a) => a
+                .parse()
+                .map_err(|_| invalid("monitor_listen", format!("{a} is not an IP address")))?,
+        };
+
         let deny_patterns: Vec<String> = match raw.cert_deny_list {
             Some(list) if !list.is_empty() => list,
             _ => DEFAULT_DENY_LIST.iter().map(|s| s.to_string()).collect(),
@@ -502,6 +518,7 @@ impl Settings {
             choria_insecure: raw.choria_insecure.unwrap_or(false),
             site: raw.site.unwrap_or_default(),
             monitor_port,
+            monitor_listen,
             broker_provisioning_password: raw.broker_provisioning_password.unwrap_or_default(),
             cert_deny_list,
             jwt_verify_cert,
@@ -575,6 +592,16 @@ mod tests {
     }
 
     #[test]
+    fn monitor_listen_is_an_ip_address() {
+        let s = parse("helper: /bin/true\nmonitor_listen: 0.0.0.0\n").expect("valid");
+        assert_eq!(s.monitor_listen, std::net::IpAddr::from([0, 0, 0, 0]));
+        let s = parse("helper: /bin/true\nmonitor_listen: \"::1\"\n").expect("valid");
+        assert!(s.monitor_listen.is_loopback());
+        let err = parse("helper: /bin/true\nmonitor_listen: everywhere\n").expect_err("not an ip");
+        assert_eq!(key_of(err), "monitor_listen");
+    }
+
+    #[test]
     fn shipped_packaged_config_parses() {
         let dir = tempfile::tempdir().expect("dir");
         let verify = dir.path().join("jwt-verify.pem");
@@ -591,6 +618,11 @@ mod tests {
         assert!(s.features.pki && s.features.jwt && !s.features.ed25519);
         assert_eq!(s.site, "TEST");
         assert_eq!(s.monitor_port, 8080);
+        assert_eq!(
+            s.monitor_listen,
+            std::net::IpAddr::from(DEFAULT_MONITOR_LISTEN),
+            "loopback unless asked"
+        );
         assert_eq!(s.token, "toomanysecrets");
         assert!(
             !format!("{s:?}").contains("toomanysecrets"),

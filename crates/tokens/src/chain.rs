@@ -3,7 +3,7 @@
 
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 
-use crate::claims::{ClientIdClaims, StandardClaims, TokenClaims};
+use crate::claims::{ClientIdClaims, IssuerGrant, StandardClaims, TokenClaims};
 use crate::error::{ChainError, TokenError};
 use crate::keys::{Ed25519Seed, SigningKey};
 use crate::ksuid::Ksuid;
@@ -70,14 +70,63 @@ pub fn add_chain_issuer_data(
 }
 
 /// Issues and signs a leaf (server or client) token through a chain issuer: applies
-/// [`add_chain_issuer_data`] and signs with the issuer's seed (EdDSA).
+/// [`add_chain_issuer_data`] and signs with the issuer's seed (EdDSA). A leaf that would grant
+/// more than the issuer holds ([`TokenClaims::beyond_issuer`]) is refused: losing a delegated
+/// key must not be as bad as losing the organisation issuer.
 pub fn sign_chained_token<C: TokenClaims>(
     leaf: &mut C,
     issuer: &ClientIdClaims,
     issuer_seed: &Ed25519Seed,
 ) -> Result<String, TokenError> {
+    if let Some(excess) = leaf.beyond_issuer(&IssuerGrant::of(issuer)) {
+        return Err(TokenError::ChainCreation(ChainError::BeyondIssuer(excess)));
+    }
     add_chain_issuer_data(leaf.standard_mut(), issuer, issuer_seed)?;
     sign_token(leaf, &SigningKey::Ed25519(issuer_seed.clone()))
+}
+
+/// The chain issuer a `C-` token names: `(jti, hex public key)` of the issuer's own token.
+pub fn chain_issuer_of(claims: &StandardClaims) -> Option<(&str, &str)> {
+    claims
+        .iss
+        .strip_prefix(CHAIN_ISSUER_PREFIX)
+        .and_then(split_pair)
+}
+
+/// A chain issuer a verifier was told about: the id and key its tokens name in `iss`, and
+/// what it holds (and so may delegate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownChainIssuer {
+    /// `jti` of the issuer's own token.
+    pub jti: String,
+    /// Its hex ed25519 `public_key`.
+    pub public_key: String,
+    /// What it holds.
+    pub grant: IssuerGrant,
+}
+
+impl KnownChainIssuer {
+    /// The chain issuer of an (already verified) chain-issuer client token.
+    pub fn of(issuer: &ClientIdClaims) -> KnownChainIssuer {
+        KnownChainIssuer {
+            jti: issuer.standard.jti.clone(),
+            public_key: issuer.standard.public_key.clone(),
+            grant: IssuerGrant::of(issuer),
+        }
+    }
+}
+
+/// For a verified token: what it grants beyond its chain issuer's grant, when it is chain
+/// issued. An issuer missing from `known` holds nothing, so its tokens may carry no
+/// permission flags and no extra subjects. `None` for tokens within bounds or not chained.
+pub fn beyond_chain_issuer<C: TokenClaims>(leaf: &C, known: &[KnownChainIssuer]) -> Option<String> {
+    let (jti, public_key) = chain_issuer_of(leaf.standard())?;
+    let none = IssuerGrant::default();
+    let grant = known
+        .iter()
+        .find(|k| k.jti == jti && k.public_key == public_key)
+        .map_or(&none, |k| &k.grant);
+    leaf.beyond_issuer(grant)
 }
 
 /// Upstream `IsChainedIssuer`: `tcs` set and `iss` an `I-` issuer; with `verify`, the org

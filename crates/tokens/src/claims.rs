@@ -239,6 +239,63 @@ pub trait TokenClaims: Serialize + DeserializeOwned {
     fn standard(&self) -> &StandardClaims;
     /// The standard claims, mutable.
     fn standard_mut(&mut self) -> &mut StandardClaims;
+    /// What this token grants beyond what a chain issuer holding `issuer` may delegate
+    /// (grants no wider than the credential); `None` when it stays within.
+    fn beyond_issuer(&self, issuer: &IssuerGrant) -> Option<String> {
+        let _ = issuer;
+        None
+    }
+}
+
+/// What a chain issuer holds, and so may delegate: its client permissions and the extra
+/// subjects of its own token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuerGrant {
+    /// The chain issuer's `permissions` (absent = none).
+    pub permissions: ClientPermissions,
+    /// Its `pub_subjects`.
+    pub pub_subjects: Vec<String>,
+    /// Its `sub_subjects`.
+    pub sub_subjects: Vec<String>,
+}
+
+impl IssuerGrant {
+    /// The grant of a chain issuer's client token.
+    pub fn of(issuer: &ClientIdClaims) -> IssuerGrant {
+        IssuerGrant {
+            permissions: issuer.permissions.unwrap_or_default(),
+            pub_subjects: issuer.pub_subjects.clone(),
+            sub_subjects: issuer.sub_subjects.clone(),
+        }
+    }
+
+    /// The first of `subjects` this grant's `held` subjects do not cover (`org_admin`
+    /// covers every subject).
+    fn uncovered<'a>(&self, subjects: &'a [String], held: &[String]) -> Option<&'a String> {
+        if self.permissions.org_admin {
+            return None;
+        }
+        subjects
+            .iter()
+            .find(|wanted| !held.iter().any(|pattern| subject_covers(pattern, wanted)))
+    }
+}
+
+/// Whether the NATS subject pattern `pattern` matches every subject `wanted` matches:
+/// `>` covers one or more remaining tokens, `*` one token (also a `*` in `wanted`), any other
+/// token only itself.
+pub fn subject_covers(pattern: &str, wanted: &str) -> bool {
+    let mut held = pattern.split('.');
+    let mut asked = wanted.split('.');
+    loop {
+        match (held.next(), asked.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(token)) if token != ">" => continue,
+            (Some(h), Some(a)) if h == a && a != ">" && a != "*" => continue,
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
 /// Claims of a provisioning token (spec §1.4).
@@ -489,6 +546,13 @@ impl TokenClaims for ServerClaims {
     fn standard_mut(&mut self) -> &mut StandardClaims {
         &mut self.standard
     }
+    // A chain issuer may make servers (that is what provisioners do); the extra subjects a
+    // server may publish to must be ones the issuer holds.
+    fn beyond_issuer(&self, issuer: &IssuerGrant) -> Option<String> {
+        issuer
+            .uncovered(&self.pub_subjects, &issuer.pub_subjects)
+            .map(|s| format!("pub_subjects {s}"))
+    }
 }
 
 /// Broker permissions of a client token (spec §1.6).
@@ -547,6 +611,51 @@ impl ClientPermissions {
             self.fleet_management = true;
         }
         self
+    }
+
+    /// Whether a token with these permissions may be issued by a chain issuer holding
+    /// `signer` (grants no wider than the credential): every flag set here must be held by
+    /// the signer; `org_admin` holds them all, `fleet_management` covers the narrower
+    /// `signed_fleet_management`.
+    pub fn within(&self, signer: &ClientPermissions) -> bool {
+        self.beyond(signer).is_none()
+    }
+
+    /// The first permission set here that `signer` does not hold (see [`Self::within`]).
+    pub fn beyond(&self, signer: &ClientPermissions) -> Option<&'static str> {
+        if signer.org_admin {
+            return None;
+        }
+        let signed_fleet = signer.signed_fleet_management || signer.fleet_management;
+        [
+            ("org_admin", self.org_admin, signer.org_admin),
+            ("system_user", self.system_user, signer.system_user),
+            ("streams_admin", self.streams_admin, signer.streams_admin),
+            ("streams_user", self.streams_user, signer.streams_user),
+            ("events_viewer", self.events_viewer, signer.events_viewer),
+            ("election_user", self.election_user, signer.election_user),
+            ("governor", self.governor, signer.governor),
+            (
+                "fleet_management",
+                self.fleet_management,
+                signer.fleet_management,
+            ),
+            (
+                "signed_fleet_management",
+                self.signed_fleet_management,
+                signed_fleet,
+            ),
+            ("service", self.service, signer.service),
+            (
+                "authentication_delegator",
+                self.authentication_delegator,
+                signer.authentication_delegator,
+            ),
+            ("provisioner", self.provisioner, signer.provisioner),
+        ]
+        .into_iter()
+        .find(|(_, wanted, held)| *wanted && !*held)
+        .map(|(name, _, _)| name)
     }
 }
 
@@ -657,6 +766,17 @@ impl TokenClaims for ClientIdClaims {
     fn standard_mut(&mut self) -> &mut StandardClaims {
         &mut self.standard
     }
+    fn beyond_issuer(&self, issuer: &IssuerGrant) -> Option<String> {
+        if let Some(flag) = self.permissions.and_then(|p| p.beyond(&issuer.permissions)) {
+            return Some(format!("permission {flag}"));
+        }
+        if let Some(s) = issuer.uncovered(&self.pub_subjects, &issuer.pub_subjects) {
+            return Some(format!("pub_subjects {s}"));
+        }
+        issuer
+            .uncovered(&self.sub_subjects, &issuer.sub_subjects)
+            .map(|s| format!("sub_subjects {s}"))
+    }
 }
 
 fn org_or_default(org: String) -> String {
@@ -746,6 +866,73 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+
+    #[test]
+    fn chain_issued_grants_stay_within_the_issuer() {
+        let provisioner = ClientPermissions {
+            provisioner: true,
+            election_user: true,
+            events_viewer: true,
+            ..Default::default()
+        };
+        let admin = ClientPermissions {
+            org_admin: true,
+            ..Default::default()
+        };
+        let fleet = ClientPermissions {
+            fleet_management: true,
+            ..Default::default()
+        };
+        assert_eq!(admin.beyond(&provisioner), Some("org_admin"));
+        assert_eq!(fleet.beyond(&provisioner), Some("fleet_management"));
+        assert!(ClientPermissions::default().within(&provisioner));
+        assert!(provisioner.within(&provisioner));
+        assert!(fleet.within(&admin), "org_admin holds everything");
+        let signed = ClientPermissions {
+            signed_fleet_management: true,
+            ..Default::default()
+        };
+        assert!(
+            signed.within(&fleet),
+            "signed is narrower than fleet management"
+        );
+        assert!(!fleet.within(&signed));
+
+        let issuer = IssuerGrant {
+            permissions: provisioner,
+            pub_subjects: vec!["site.events.>".into()],
+            ..Default::default()
+        };
+        let mut leaf = ServerClaims {
+            pub_subjects: vec!["site.events.node1".into()],
+            ..Default::default()
+        };
+        assert_eq!(leaf.beyond_issuer(&issuer), None);
+        leaf.pub_subjects.push(">".into());
+        assert_eq!(leaf.beyond_issuer(&issuer), Some("pub_subjects >".into()));
+        let client = ClientIdClaims {
+            sub_subjects: vec!["choria.node.>".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            client.beyond_issuer(&issuer),
+            Some("sub_subjects choria.node.>".into())
+        );
+    }
+
+    #[test]
+    fn subject_coverage_follows_nats_wildcards() {
+        assert!(subject_covers(">", "a.b"));
+        assert!(subject_covers("a.>", "a.b.c"));
+        assert!(!subject_covers("a.>", "a"));
+        assert!(subject_covers("a.*", "a.b"));
+        assert!(subject_covers("a.*", "a.*"));
+        assert!(!subject_covers("a.*", "a.>"));
+        assert!(!subject_covers("a.b", "a.*"));
+        assert!(!subject_covers("a.b", ">"));
+        assert!(subject_covers("a.b", "a.b"));
+        assert!(!subject_covers("a.b", "a.b.c"));
+    }
 
     fn t0() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)

@@ -223,6 +223,9 @@ pub enum ChainError {
     /// The chain issuer token has no `exp`.
     #[error("issuer has no expiry")]
     IssuerHasNoExpiry,
+    /// The token would grant something its chain issuer does not hold.
+    #[error("the token grants {0}, which its chain issuer does not hold")]
+    BeyondIssuer(String),
     /// The chain issuer token has no `public_key`.
     #[error("public key not set")]
     PublicKeyNotSet,

@@ -108,13 +108,13 @@ pub mod sign;
 pub mod verify;
 
 pub use chain::{
-    add_chain_issuer_data, add_org_issuer_data, chain_issuer_key, is_chained_issuer,
-    is_signed_by_issuer, sign_chained_token,
+    add_chain_issuer_data, add_org_issuer_data, beyond_chain_issuer, chain_issuer_key,
+    chain_issuer_of, is_chained_issuer, is_signed_by_issuer, sign_chained_token, KnownChainIssuer,
 };
 pub use claims::{
-    ClientIdClaims, ClientPermissions, NewClient, NewProvisioning, NewServer, ProvisioningClaims,
-    Purpose, ServerClaims, ServerPermissions, StandardClaims, TokenClaims, DEFAULT_ISSUER,
-    DEFAULT_ORG, DEFAULT_VALIDITY,
+    subject_covers, ClientIdClaims, ClientPermissions, IssuerGrant, NewClient, NewProvisioning,
+    NewServer, ProvisioningClaims, Purpose, ServerClaims, ServerPermissions, StandardClaims,
+    TokenClaims, DEFAULT_ISSUER, DEFAULT_ORG, DEFAULT_VALIDITY,
 };
 pub use error::{ChainError, KeyKind, Segment, TokenError, MAX_TOKEN_SIZE};
 pub use keys::{is_encoded_ed25519_key, read_public_key_file, Ed25519Seed, PublicKey, SigningKey};
