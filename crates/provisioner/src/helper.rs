@@ -263,6 +263,7 @@ impl Helper {
     async fn run_exec(&self, body: &[u8]) -> Result<Vec<u8>, HelperError> {
         let program = self.program();
         let mut child = self.spawn()?;
+        let group = child.id();
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -292,7 +293,9 @@ impl Helper {
         let (out, err, status) = match tokio::time::timeout(self.timeout, work).await {
             Ok(done) => done,
             Err(_) => {
-                // kill_on_drop reaps the child when `work` (owning it) is dropped.
+                // kill_on_drop reaps the child when `work` (owning it) is dropped; its
+                // children are only reached through the group.
+                kill_group(group);
                 return Err(HelperError::Timeout {
                     program,
                     timeout: self.timeout,
@@ -367,6 +370,7 @@ impl Helper {
             Err(_) => {
                 // The process may be half way through a reply; only a restart puts
                 // the stream back in step.
+                kill_group(process.child.id());
                 *guard = None;
                 Err(HelperError::Timeout {
                     program,
@@ -384,10 +388,25 @@ impl Helper {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so a timeout kills what the helper started too.
+            .process_group(0)
             .kill_on_drop(true);
         command
             .spawn()
             .map_err(|source| HelperError::Start { program, source })
+    }
+}
+
+/// Kills the process group a helper leads (its pid is the group id, see `spawn`).
+fn kill_group(leader: Option<u32>) {
+    let Some(pid) = leader.and_then(|pid| i32::try_from(pid).ok()) else {
+        return;
+    };
+    if let Err(e) = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        tracing::debug!(group = pid, error = %e, "could not kill the helper's process group");
     }
 }
 
@@ -598,6 +617,43 @@ mod tests {
         .await
         .expect_err("missing");
         assert!(matches!(err, HelperError::Start { .. }), "{err:?}");
+    }
+
+    fn is_alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim().chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_exec_helper_leaves_no_grandchild_alive() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pids = dir.path().join("pids");
+        let script = format!(
+            "sleep 300 & echo $! >> {p}; sleep 300 & echo $! >> {p}; sleep 300 & echo $! >> {p}; wait",
+            p = pids.display()
+        );
+        let err = sh(&script, HelperMode::Exec, 500)
+            .run(&request())
+            .await
+            .expect_err("hang");
+        assert!(matches!(err, HelperError::Timeout { .. }), "{err:?}");
+        let started: Vec<u32> = std::fs::read_to_string(&pids)
+            .expect("pids written")
+            .lines()
+            .map(|l| l.trim().parse().expect("pid"))
+            .collect();
+        assert_eq!(started.len(), 3);
+        // SIGKILL is delivered at once, but the kernel and init need a moment to reap.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while started.iter().any(|p| is_alive(*p)) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let alive: Vec<u32> = started.into_iter().filter(|p| is_alive(*p)).collect();
+        assert!(alive.is_empty(), "grandchildren still alive: {alive:?}");
     }
 
     #[tokio::test]
