@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 
+use crate::metrics::Metrics;
 use crate::settings::HelperMode;
 
 /// Largest helper reply we accept (stdout of one run, or one line in persistent mode).
@@ -220,7 +221,15 @@ pub enum HelperError {
 pub struct Helper {
     command: Arc<Vec<String>>,
     timeout: Duration,
-    persistent: Option<Arc<Mutex<Option<PersistentProcess>>>>,
+    persistent: Option<Arc<Mutex<Slot>>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// The persistent helper process, and whether one has run before (a new one is a restart).
+#[derive(Default)]
+struct Slot {
+    process: Option<PersistentProcess>,
+    started_before: bool,
 }
 
 impl std::fmt::Debug for Helper {
@@ -241,9 +250,16 @@ impl Helper {
             timeout,
             persistent: match mode {
                 HelperMode::Exec => None,
-                HelperMode::Persistent => Some(Arc::new(Mutex::new(None))),
+                HelperMode::Persistent => Some(Arc::new(Mutex::new(Slot::default()))),
             },
+            metrics: None,
         }
+    }
+
+    /// Counts persistent-helper restarts in `metrics` (`helper_restarts`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Helper {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn program(&self) -> String {
@@ -335,20 +351,36 @@ impl Helper {
 
     async fn run_persistent(
         &self,
-        slot: &Mutex<Option<PersistentProcess>>,
+        slot: &Mutex<Slot>,
         body: &[u8],
     ) -> Result<Vec<u8>, HelperError> {
         let program = self.program();
         // One request at a time: the line protocol has no request ids, so serialising
         // is what keeps replies matched to requests.
-        let mut guard = slot.lock().await;
-        if guard.as_mut().is_some_and(|p| !p.alive()) {
-            tracing::warn!(helper = %program, "persistent helper has exited, restarting it");
-            *guard = None;
+        let mut slot = slot.lock().await;
+        if slot.process.as_mut().is_some_and(|p| !p.alive()) {
+            tracing::warn!(helper = %program, "persistent helper has exited");
+            slot.process = None;
         }
-        if guard.is_none() {
-            *guard = Some(PersistentProcess::start(self.spawn()?, &program));
+        if slot.process.is_none() {
+            let process = PersistentProcess::start(self.spawn()?, &program);
+            if slot.started_before {
+                let restarts = self.metrics.as_ref().map(|m| {
+                    m.helper_restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1
+                });
+                tracing::warn!(
+                    helper = %program,
+                    pid = process.child.id(),
+                    restarts,
+                    "restarted the persistent helper"
+                );
+            }
+            slot.process = Some(process);
+            slot.started_before = true;
         }
+        let guard = &mut slot.process;
         let Some(process) = guard.as_mut() else {
             return Err(HelperError::Died {
                 program,
@@ -660,16 +692,32 @@ mod tests {
     async fn persistent_helper_keeps_one_process_and_restarts_after_death() {
         // Replies with its own PID so we can tell processes apart; dies on "die".
         let script = r#"while read line; do case "$line" in *die*) echo bye >&2; exit 1;; esac; echo "{\"msg\":\"$$\"}"; done"#;
-        let helper = sh(script, HelperMode::Persistent, 5000);
+        let metrics = Arc::new(Metrics::new("test"));
+        let helper = sh(script, HelperMode::Persistent, 5000).with_metrics(metrics.clone());
         let first = helper.run(&request()).await.expect("first").msg;
         let second = helper.run(&request()).await.expect("second").msg;
         assert_eq!(first, second, "same process serves both requests");
+        assert_eq!(
+            metrics
+                .helper_restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
         let mut dying = request();
         dying.identity = "die".into();
         let err = helper.run(&dying).await.expect_err("died");
         assert!(matches!(err, HelperError::Died { .. }), "{err:?}");
         let third = helper.run(&request()).await.expect("restarted").msg;
         assert_ne!(first, third, "a new process after the old one died");
+        assert_eq!(
+            metrics
+                .helper_restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert!(metrics
+            .encode()
+            .contains("choria_provisioner_helper_restarts_total{site=\"test\"} 1"));
     }
 
     #[tokio::test]
