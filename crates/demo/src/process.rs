@@ -100,6 +100,21 @@ impl Service {
             .unwrap_or(0.0)
     }
 
+    /// Peak resident memory in MiB of the process alone, without its children.
+    pub fn own_peak_rss_mb(&self) -> f64 {
+        self.pid()
+            .map(|pid| peak_rss_kb(pid) as f64 / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    /// Peak resident memory in MiB of the process's live descendants (a provisioner's
+    /// helpers), summed.
+    pub fn descendants_peak_rss_mb(&self) -> f64 {
+        self.pid()
+            .map(|pid| children(pid).into_iter().map(tree_peak_rss_kb).sum::<u64>() as f64 / 1024.0)
+            .unwrap_or(0.0)
+    }
+
     /// Asks the process to stop (SIGTERM) and waits up to `grace` before killing it.
     pub async fn stop(mut self, grace: Duration) {
         if let Some(pid) = self.child.id().and_then(|pid| i32::try_from(pid).ok()) {
@@ -219,6 +234,12 @@ mod tests {
         assert!(
             tree_peak_rss_kb(pid) > peak_rss_kb(pid),
             "child sleep must add memory"
+        );
+        assert!(svc.descendants_peak_rss_mb() > 0.0, "the child is counted");
+        assert!(svc.own_peak_rss_mb() > 0.0);
+        assert!(
+            svc.own_peak_rss_mb() < svc.peak_rss_mb(),
+            "alone is less than the tree"
         );
         svc.stop(Duration::from_secs(2)).await;
     }

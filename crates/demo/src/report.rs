@@ -21,8 +21,10 @@ pub struct Latency {
 pub struct PeakRss {
     /// The broker process and its nats-server.
     pub broker: f64,
-    /// The largest provisioner process.
+    /// The largest provisioner process, alone.
     pub provisioner: f64,
+    /// The provisioners' helper processes (their children), summed at the busiest moment.
+    pub helpers: f64,
     /// The demo process hosting the simulated nodes.
     pub nodes: f64,
 }
@@ -88,9 +90,9 @@ impl DemoReport {
     /// One line for people.
     pub fn summary(&self) -> String {
         format!(
-            "{}/{} nodes in the fleet ({} provisioned, {} failed) in {:.1}s: {:.1} nodes/s, latency p50 {:.0} ms p99 {:.0} ms; peak RSS broker {:.0} MiB, provisioner {:.0} MiB, nodes {:.0} MiB",
+            "{}/{} nodes in the fleet ({} provisioned, {} failed) in {:.1}s: {:.1} nodes/s, latency p50 {:.0} ms p99 {:.0} ms; peak RSS broker {:.0} MiB, provisioner {:.0} MiB, helpers {:.0} MiB, nodes {:.0} MiB",
             self.in_fleet, self.nodes, self.provisioned, self.failed, self.seconds, self.nodes_per_second,
-            self.latency_ms.p50, self.latency_ms.p99, self.peak_rss_mb.broker, self.peak_rss_mb.provisioner, self.peak_rss_mb.nodes
+            self.latency_ms.p50, self.latency_ms.p99, self.peak_rss_mb.broker, self.peak_rss_mb.provisioner, self.peak_rss_mb.helpers, self.peak_rss_mb.nodes
         )
     }
 }
@@ -153,7 +155,7 @@ mod tests {
         }
         assert_eq!(json["latency_ms"]["p50"], 20.0);
         assert_eq!(json["nodes_per_second"], 1.5);
-        for key in ["broker", "provisioner", "nodes"] {
+        for key in ["broker", "provisioner", "helpers", "nodes"] {
             assert!(json["peak_rss_mb"].get(key).is_some());
         }
     }

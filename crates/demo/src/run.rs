@@ -204,9 +204,12 @@ pub async fn run_until(
             bar.update(&status);
         }
         peak.broker = peak.broker.max(broker.peak_rss_mb());
+        let mut helpers = 0.0;
         for provisioner in &provisioners {
-            peak.provisioner = peak.provisioner.max(provisioner.peak_rss_mb());
+            peak.provisioner = peak.provisioner.max(provisioner.own_peak_rss_mb());
+            helpers += provisioner.descendants_peak_rss_mb();
         }
+        peak.helpers = peak.helpers.max(helpers);
         if status.in_fleet >= options.nodes || Instant::now() >= deadline || cancel.is_cancelled() {
             break;
         }

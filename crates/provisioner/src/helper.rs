@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 
+use crate::metrics::Metrics;
 use crate::settings::HelperMode;
 
 /// Largest helper reply we accept (stdout of one run, or one line in persistent mode).
@@ -220,7 +221,15 @@ pub enum HelperError {
 pub struct Helper {
     command: Arc<Vec<String>>,
     timeout: Duration,
-    persistent: Option<Arc<Mutex<Option<PersistentProcess>>>>,
+    persistent: Option<Arc<Mutex<Slot>>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// The persistent helper process, and whether one has run before (a new one is a restart).
+#[derive(Default)]
+struct Slot {
+    process: Option<PersistentProcess>,
+    started_before: bool,
 }
 
 impl std::fmt::Debug for Helper {
@@ -241,9 +250,16 @@ impl Helper {
             timeout,
             persistent: match mode {
                 HelperMode::Exec => None,
-                HelperMode::Persistent => Some(Arc::new(Mutex::new(None))),
+                HelperMode::Persistent => Some(Arc::new(Mutex::new(Slot::default()))),
             },
+            metrics: None,
         }
+    }
+
+    /// Counts persistent-helper restarts in `metrics` (`helper_restarts`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Helper {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn program(&self) -> String {
@@ -263,6 +279,7 @@ impl Helper {
     async fn run_exec(&self, body: &[u8]) -> Result<Vec<u8>, HelperError> {
         let program = self.program();
         let mut child = self.spawn()?;
+        let group = child.id();
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -292,7 +309,9 @@ impl Helper {
         let (out, err, status) = match tokio::time::timeout(self.timeout, work).await {
             Ok(done) => done,
             Err(_) => {
-                // kill_on_drop reaps the child when `work` (owning it) is dropped.
+                // kill_on_drop reaps the child when `work` (owning it) is dropped; its
+                // children are only reached through the group.
+                kill_group(group);
                 return Err(HelperError::Timeout {
                     program,
                     timeout: self.timeout,
@@ -332,20 +351,36 @@ impl Helper {
 
     async fn run_persistent(
         &self,
-        slot: &Mutex<Option<PersistentProcess>>,
+        slot: &Mutex<Slot>,
         body: &[u8],
     ) -> Result<Vec<u8>, HelperError> {
         let program = self.program();
         // One request at a time: the line protocol has no request ids, so serialising
         // is what keeps replies matched to requests.
-        let mut guard = slot.lock().await;
-        if guard.as_mut().is_some_and(|p| !p.alive()) {
-            tracing::warn!(helper = %program, "persistent helper has exited, restarting it");
-            *guard = None;
+        let mut slot = slot.lock().await;
+        if slot.process.as_mut().is_some_and(|p| !p.alive()) {
+            tracing::warn!(helper = %program, "persistent helper has exited");
+            slot.process = None;
         }
-        if guard.is_none() {
-            *guard = Some(PersistentProcess::start(self.spawn()?, &program));
+        if slot.process.is_none() {
+            let process = PersistentProcess::start(self.spawn()?, &program);
+            if slot.started_before {
+                let restarts = self.metrics.as_ref().map(|m| {
+                    m.helper_restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1
+                });
+                tracing::warn!(
+                    helper = %program,
+                    pid = process.child.id(),
+                    restarts,
+                    "restarted the persistent helper"
+                );
+            }
+            slot.process = Some(process);
+            slot.started_before = true;
         }
+        let guard = &mut slot.process;
         let Some(process) = guard.as_mut() else {
             return Err(HelperError::Died {
                 program,
@@ -367,6 +402,7 @@ impl Helper {
             Err(_) => {
                 // The process may be half way through a reply; only a restart puts
                 // the stream back in step.
+                kill_group(process.child.id());
                 *guard = None;
                 Err(HelperError::Timeout {
                     program,
@@ -384,10 +420,25 @@ impl Helper {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so a timeout kills what the helper started too.
+            .process_group(0)
             .kill_on_drop(true);
         command
             .spawn()
             .map_err(|source| HelperError::Start { program, source })
+    }
+}
+
+/// Kills the process group a helper leads (its pid is the group id, see `spawn`).
+fn kill_group(leader: Option<u32>) {
+    let Some(pid) = leader.and_then(|pid| i32::try_from(pid).ok()) else {
+        return;
+    };
+    if let Err(e) = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        tracing::debug!(group = pid, error = %e, "could not kill the helper's process group");
     }
 }
 
@@ -600,20 +651,73 @@ mod tests {
         assert!(matches!(err, HelperError::Start { .. }), "{err:?}");
     }
 
+    fn is_alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim().chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_exec_helper_leaves_no_grandchild_alive() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pids = dir.path().join("pids");
+        let script = format!(
+            "sleep 300 & echo $! >> {p}; sleep 300 & echo $! >> {p}; sleep 300 & echo $! >> {p}; wait",
+            p = pids.display()
+        );
+        let err = sh(&script, HelperMode::Exec, 500)
+            .run(&request())
+            .await
+            .expect_err("hang");
+        assert!(matches!(err, HelperError::Timeout { .. }), "{err:?}");
+        let started: Vec<u32> = std::fs::read_to_string(&pids)
+            .expect("pids written")
+            .lines()
+            .map(|l| l.trim().parse().expect("pid"))
+            .collect();
+        assert_eq!(started.len(), 3);
+        // SIGKILL is delivered at once, but the kernel and init need a moment to reap.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while started.iter().any(|p| is_alive(*p)) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let alive: Vec<u32> = started.into_iter().filter(|p| is_alive(*p)).collect();
+        assert!(alive.is_empty(), "grandchildren still alive: {alive:?}");
+    }
+
     #[tokio::test]
     async fn persistent_helper_keeps_one_process_and_restarts_after_death() {
         // Replies with its own PID so we can tell processes apart; dies on "die".
         let script = r#"while read line; do case "$line" in *die*) echo bye >&2; exit 1;; esac; echo "{\"msg\":\"$$\"}"; done"#;
-        let helper = sh(script, HelperMode::Persistent, 5000);
+        let metrics = Arc::new(Metrics::new("test"));
+        let helper = sh(script, HelperMode::Persistent, 5000).with_metrics(metrics.clone());
         let first = helper.run(&request()).await.expect("first").msg;
         let second = helper.run(&request()).await.expect("second").msg;
         assert_eq!(first, second, "same process serves both requests");
+        assert_eq!(
+            metrics
+                .helper_restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
         let mut dying = request();
         dying.identity = "die".into();
         let err = helper.run(&dying).await.expect_err("died");
         assert!(matches!(err, HelperError::Died { .. }), "{err:?}");
         let third = helper.run(&request()).await.expect("restarted").msg;
         assert_ne!(first, third, "a new process after the old one died");
+        assert_eq!(
+            metrics
+                .helper_restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert!(metrics
+            .encode()
+            .contains("choria_provisioner_helper_restarts{site=\"test\"} 1"));
     }
 
     #[tokio::test]

@@ -91,6 +91,9 @@ pub struct Metrics {
     pub election_errors: AtomicU64,
     /// `choria_provisioner_leader` (ours): 1 while this instance leads.
     pub leader: AtomicI64,
+    /// `choria_provisioner_helper_restarts` (ours): persistent helpers started again
+    /// after the previous one died, hung or garbled its reply.
+    pub helper_restarts: AtomicU64,
     rpc_time: Mutex<BTreeMap<String, SummaryValue>>,
     rpc_errors: Mutex<BTreeMap<String, u64>>,
     helper_time: Mutex<SummaryValue>,
@@ -184,7 +187,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let site = escape(&self.site);
-        let simple: [(&str, &str, &str, f64); 14] = [
+        let simple: [(&str, &str, &str, f64); 15] = [
             (
                 "choria_provisioner_paused",
                 "gauge",
@@ -268,6 +271,12 @@ impl Metrics {
                 "gauge",
                 "Whether this provisioner is the elected leader",
                 self.leader.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "choria_provisioner_helper_restarts",
+                "counter",
+                "Persistent helper processes started again after the previous one was lost",
+                self.helper_restarts.load(Ordering::Relaxed) as f64,
             ),
         ];
         for (name, kind, help, value) in simple {

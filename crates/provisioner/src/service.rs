@@ -355,7 +355,8 @@ impl Provisioner {
         )
         .await?;
 
-        let helper = Helper::new(s.helper.clone(), s.helper_mode, s.helper_timeout);
+        let helper = Helper::new(s.helper.clone(), s.helper_mode, s.helper_timeout)
+            .with_metrics(self.metrics.clone());
         let pipeline = Pipeline::new(
             rpc.clone(),
             s.clone(),
