@@ -35,21 +35,21 @@ impl Fleet {
 
 async fn connect_node(site: &TestSite, fleet: &Arc<Fleet>, index: usize) -> async_nats::Client {
     let seen = fleet.clone();
+    let credentials = Credentials {
+        token: Some(site.provisioning_token.clone()),
+        ..Default::default()
+    };
     let options = site
-        .tls_options(
-            Credentials {
-                token: Some(site.provisioning_token.clone()),
-                ..Default::default()
-            }
-            .into_options(),
-        )
+        .login(&site.broker_url, credentials, &format!("blackout-{index}"))
+        .expect("login")
+        .options()
+        .expect("options")
         // Longer than the auth timeout: a held node waits for nats-server, as upstream
         // nodes do, instead of giving up first.
         .connection_timeout(AUTH_TIMEOUT * 2)
         // Nodes retry within milliseconds of losing the broker (upstream nodes do too), so
         // they reach a restarted nats-server as soon as its client port opens.
         .reconnect_delay_callback(|_| RECONNECT_DELAY)
-        .name(format!("blackout-{index}"))
         .event_callback(move |event| {
             let seen = seen.clone();
             async move {

@@ -717,7 +717,7 @@ mod tests {
         );
         assert!(metrics
             .encode()
-            .contains("choria_provisioner_helper_restarts{site=\"test\"} 1"));
+            .contains("choria_provisioner_helper_restarts_total{site=\"test\"} 1"));
     }
 
     #[tokio::test]

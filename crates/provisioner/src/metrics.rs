@@ -91,7 +91,7 @@ pub struct Metrics {
     pub election_errors: AtomicU64,
     /// `choria_provisioner_leader` (ours): 1 while this instance leads.
     pub leader: AtomicI64,
-    /// `choria_provisioner_helper_restarts` (ours): persistent helpers started again
+    /// `choria_provisioner_helper_restarts_total` (ours): persistent helpers started again
     /// after the previous one died, hung or garbled its reply.
     pub helper_restarts: AtomicU64,
     rpc_time: Mutex<BTreeMap<String, SummaryValue>>,
@@ -273,7 +273,7 @@ impl Metrics {
                 self.leader.load(Ordering::Relaxed) as f64,
             ),
             (
-                "choria_provisioner_helper_restarts",
+                "choria_provisioner_helper_restarts_total",
                 "counter",
                 "Persistent helper processes started again after the previous one was lost",
                 self.helper_restarts.load(Ordering::Relaxed) as f64,
