@@ -33,6 +33,9 @@ impl Starting<'_> {
         subjects::validate_identity(&startup.identity).map_err(NodeError::Identity)?;
         tracing::info!(identity = %startup.identity, mode = ?startup.mode, reason = %startup.reason, "starting node");
         let plan = startup::plan(&startup, &self.0.config_file, now)?;
+        for (key, why) in startup::plan::unsupported_keys(&startup.config) {
+            tracing::warn!(identity = %startup.identity, %key, "{key} is not supported and is ignored: {why}");
+        }
         Ok(Connecting { plan })
     }
 }
