@@ -132,6 +132,30 @@ fn a_fleet_with_an_external_python_helper_comes_back_too() {
 }
 
 #[test]
+fn a_helper_written_for_upstream_works_unchanged_in_exec_mode_by_default() {
+    // Issue 13 item 5: no --helper-mode (exec is the default for --helper), and the helper
+    // sets keys the node does not implement, which must be reported, never fatal.
+    let helper = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/helpers/upstream_style_helper.py");
+    assert!(helper.is_file(), "missing {}", helper.display());
+    let command = format!("python3 {}", helper.display());
+    let (status, stdout, stderr) = demo(&[
+        "--nodes",
+        "3",
+        "--json",
+        "--timeout",
+        "120",
+        "--helper",
+        &command,
+    ]);
+    assert!(
+        status.success(),
+        "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(last_json(&stdout)["in_fleet"], 3, "{stdout}");
+}
+
+#[test]
 fn bad_arguments_are_usage_errors() {
     let (status, _, stderr) = demo(&["--nodes", "0"]);
     assert_eq!(status.code(), Some(2), "{stderr}");
