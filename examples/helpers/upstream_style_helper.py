@@ -46,9 +46,12 @@ def decide(request):
         "plugin.choria.submission.spool": directory + "/submission",
         "plugin.security.issuer.names": "choria",
         "plugin.security.issuer.choria.public": issuer,
-        "plugin.security.provider": "choria",
-        "plugin.security.choria.token_file": directory + "/server.jwt",
-        "plugin.security.choria.seed_file": directory + "/server.seed",
+        # Upstream's example sets plugin.security.provider=choria, which makes the
+        # provisioner put the node in `choria`; anonymous-TLS server JWT security instead
+        # leaves the collectives entirely to the defaults: upstream's `mcollective`.
+        "plugin.security.server_anon_tls": "true",
+        "plugin.choria.security.server.token_file": directory + "/server.jwt",
+        "plugin.choria.security.server.seed_file": directory + "/server.seed",
         "plugin.choria.machine.store": directory + "/machine",
         "plugin.choria.registration.file_content.data": directory + "/no-such-registration.json",
     }

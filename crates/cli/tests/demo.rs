@@ -139,6 +139,8 @@ fn a_helper_written_for_upstream_works_unchanged_in_exec_mode_by_default() {
         .join("../../examples/helpers/upstream_style_helper.py");
     assert!(helper.is_file(), "missing {}", helper.display());
     let command = format!("python3 {}", helper.display());
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let site = workdir.path().join("site");
     let (status, stdout, stderr) = demo(&[
         "--nodes",
         "3",
@@ -147,12 +149,19 @@ fn a_helper_written_for_upstream_works_unchanged_in_exec_mode_by_default() {
         "120",
         "--helper",
         &command,
+        "--workdir",
+        site.to_str().expect("utf8 path"),
     ]);
     assert!(
         status.success(),
         "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert_eq!(last_json(&stdout)["in_fleet"], 3, "{stdout}");
+    // The helper set no collectives: the nodes joined upstream's default and were proven there.
+    let jwt = std::fs::read_to_string(site.join("nodes/node00001.demo.local/server.jwt"))
+        .expect("server.jwt");
+    let claims = choria_tokens::parse_server_token_unverified(jwt.trim()).expect("server token");
+    assert_eq!(claims.collectives, ["mcollective"]);
 }
 
 #[test]

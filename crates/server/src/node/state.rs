@@ -79,6 +79,7 @@ impl Connecting {
             messages,
             session: Session::new(&self.plan),
             phase: phase_of(self.plan.mode),
+            collectives: self.plan.node.collectives.clone(),
         })
     }
 }
@@ -97,14 +98,17 @@ pub(super) struct Serving {
     messages: SelectAll<async_nats::Subscriber>,
     session: Session,
     phase: Phase,
+    collectives: Vec<String>,
 }
 
 impl Serving {
     pub(super) async fn serve(
         mut self,
         phase: &watch::Sender<Phase>,
+        collectives: &watch::Sender<Vec<String>>,
         cancel: &CancellationToken,
     ) -> Result<Leaving, NodeError> {
+        collectives.send_replace(std::mem::take(&mut self.collectives));
         publish_event(&self.client, &self.session, EventType::Startup).await;
         tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
         phase.send_replace(self.phase.clone());
