@@ -18,9 +18,10 @@ pub struct DemoArgs {
     /// Helper command line the provisioners run (default: the built-in example helper).
     #[arg(long)]
     pub helper: Option<String>,
-    /// How the helper is run: one process per node, or one long-running process.
-    #[arg(long, value_enum, default_value_t = HelperModeArg::Persistent)]
-    pub helper_mode: HelperModeArg,
+    /// How the helper is run: one process per node, or one long-running process (default:
+    /// `exec` for a `--helper`, as upstream runs helpers; `persistent` for the built-in one).
+    #[arg(long, value_enum)]
+    pub helper_mode: Option<HelperModeArg>,
     /// Provisioning flow: ed25519 server JWTs, or X.509 certificates.
     #[arg(long, value_enum, default_value_t = FlowArg::Jwt)]
     pub flow: FlowArg,
@@ -60,6 +61,17 @@ pub enum FlowArg {
     Pki,
 }
 
+/// The helper mode to run: as asked, else `exec` for an external helper (upstream's helper
+/// contract: one request on stdin, read to end of file) and `persistent` for the built-in one.
+fn helper_mode(external: bool, asked: Option<HelperModeArg>) -> HelperMode {
+    match asked {
+        Some(HelperModeArg::Exec) => HelperMode::Exec,
+        Some(HelperModeArg::Persistent) => HelperMode::Persistent,
+        None if external => HelperMode::Exec,
+        None => HelperMode::Persistent,
+    }
+}
+
 /// Runs `choria demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.nodes == 0 {
@@ -75,11 +87,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let options = DemoOptions {
         nodes: args.nodes,
         workdir: args.workdir,
+        helper_mode: helper_mode(args.helper.is_some(), args.helper_mode),
         helper: args.helper,
-        helper_mode: match args.helper_mode {
-            HelperModeArg::Exec => HelperMode::Exec,
-            HelperModeArg::Persistent => HelperMode::Persistent,
-        },
         flow: match args.flow {
             FlowArg::Jwt => Flow::Jwt,
             FlowArg::Pki => Flow::Pki,
@@ -105,4 +114,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_external_helper_runs_in_exec_mode_unless_asked_otherwise() {
+        assert_eq!(helper_mode(true, None), HelperMode::Exec);
+        assert_eq!(helper_mode(false, None), HelperMode::Persistent);
+        assert_eq!(
+            helper_mode(true, Some(HelperModeArg::Persistent)),
+            HelperMode::Persistent
+        );
+        assert_eq!(
+            helper_mode(false, Some(HelperModeArg::Exec)),
+            HelperMode::Exec
+        );
+    }
 }

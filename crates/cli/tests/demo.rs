@@ -22,6 +22,15 @@ fn last_json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|err| panic!("last line is not JSON ({err}): {line}"))
 }
 
+/// `python3 <examples/helpers/name>`, the command line of an example helper.
+fn python_helper(name: &str) -> String {
+    let helper = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/helpers")
+        .join(name);
+    assert!(helper.is_file(), "missing {}", helper.display());
+    format!("python3 {}", helper.display())
+}
+
 #[test]
 fn every_node_of_a_small_fleet_comes_back_in_the_fleet() {
     let workdir = tempfile::tempdir().expect("temp dir");
@@ -109,10 +118,7 @@ fn the_pki_flow_enrols_nodes_with_certificates_from_their_own_csrs() {
 
 #[test]
 fn a_fleet_with_an_external_python_helper_comes_back_too() {
-    let helper = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/helpers/ed25519_helper.py");
-    assert!(helper.is_file(), "missing {}", helper.display());
-    let command = format!("python3 {}", helper.display());
+    let command = python_helper("ed25519_helper.py");
     let (status, stdout, stderr) = demo(&[
         "--nodes",
         "4",
@@ -129,6 +135,36 @@ fn a_fleet_with_an_external_python_helper_comes_back_too() {
         "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert_eq!(last_json(&stdout)["in_fleet"], 4);
+}
+
+#[test]
+fn a_helper_written_for_upstream_works_unchanged_in_exec_mode_by_default() {
+    // Issue 13 item 5: no --helper-mode (exec is the default for --helper), and the helper
+    // sets keys the node does not implement, which must be reported, never fatal.
+    let command = python_helper("upstream_style_helper.py");
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let site = workdir.path().join("site");
+    let (status, stdout, stderr) = demo(&[
+        "--nodes",
+        "3",
+        "--json",
+        "--timeout",
+        "120",
+        "--helper",
+        &command,
+        "--workdir",
+        site.to_str().expect("utf8 path"),
+    ]);
+    assert!(
+        status.success(),
+        "demo failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(last_json(&stdout)["in_fleet"], 3, "{stdout}");
+    // The helper set no collectives: the nodes joined upstream's default and were proven there.
+    let jwt = std::fs::read_to_string(site.join("nodes/node00001.demo.local/server.jwt"))
+        .expect("server.jwt");
+    let claims = choria_tokens::parse_server_token_unverified(jwt.trim()).expect("server token");
+    assert_eq!(claims.collectives, ["mcollective"]);
 }
 
 #[test]

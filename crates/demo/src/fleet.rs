@@ -84,7 +84,7 @@ async fn boot(
         } else if index % START_BATCH == 0 {
             tokio::task::yield_now().await;
         }
-        boots.record(identity.clone(), Instant::now());
+        boots.record(identity.clone(), Instant::now(), node.collectives());
         let node_cancel = cancel.clone();
         tasks.spawn(async move {
             if let Err(err) = node.run(node_cancel).await {

@@ -1,13 +1,14 @@
 //! Watching the fleet the way an operator would, through the broker: lifecycle events
 //! count nodes waiting and provisioned, and a node is "in the fleet" only once it has
-//! answered a signed `rpcutil#ping` in the `choria` account.
+//! answered a signed `rpcutil#ping` in the `choria` account, sent in a collective the node
+//! serves in (whatever its helper gave it: `choria`, upstream's default `mcollective`, ...).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +48,7 @@ struct State {
     started_normal: HashSet<String>,
     in_fleet: HashMap<String, Instant>,
     start_times: HashMap<String, Instant>,
+    collectives: HashMap<String, watch::Receiver<Vec<String>>>,
     pending: HashMap<String, (String, Instant)>,
     last_arrival: Option<Instant>,
 }
@@ -57,7 +59,6 @@ struct Shared {
     client: async_nats::Client,
     credentials: ClientCredentials,
     signing_key: ed25519_dalek::SigningKey,
-    inbox: String,
 }
 
 impl Shared {
@@ -70,10 +71,18 @@ impl Shared {
     }
 
     async fn ping(&self, identity: &str) -> Result<(), DemoError> {
+        let collective = {
+            let state = self.state();
+            let served = state
+                .collectives
+                .get(identity)
+                .map(|rx| rx.borrow().clone());
+            ping_collective(served.as_deref().unwrap_or_default()).to_string()
+        };
         let meta = RequestMeta::new(
             "demo.local",
             self.credentials.callerid(),
-            "choria",
+            &collective,
             "rpcutil",
             PING_TTL,
             SystemTime::now(),
@@ -87,13 +96,14 @@ impl Shared {
             signer_jwt: None,
         };
         let routing = Routing {
-            reply_to: format!("{}.{}", self.inbox, meta.id),
+            // A node may only reply within its own collectives.
+            reply_to: format!("{}.{}", self.credentials.inbox_prefix(&collective), meta.id),
             sender: "demo.local".into(),
             hops: Vec::new(),
         };
         let bytes = encode_request(Version::V2, &meta, &payload, &signer, &routing)
             .map_err(|err| DemoError::Internal(err.to_string()))?;
-        let subject = subjects::node("choria", identity)
+        let subject = subjects::node(&collective, identity)
             .map_err(|err| DemoError::Internal(err.to_string()))?;
         self.state()
             .pending
@@ -112,9 +122,12 @@ pub struct BootRecorder {
 }
 
 impl BootRecorder {
-    /// Notes that `identity` booted at `at`.
-    pub fn record(&self, identity: String, at: Instant) {
-        self.shared.state().start_times.insert(identity, at);
+    /// Notes that `identity` booted at `at` and serves in the collectives `collectives`
+    /// reports (see `choria_server::node::Node::collectives`).
+    pub fn record(&self, identity: String, at: Instant, collectives: watch::Receiver<Vec<String>>) {
+        let mut state = self.shared.state();
+        state.collectives.insert(identity.clone(), collectives);
+        state.start_times.insert(identity, at);
     }
 }
 
@@ -137,7 +150,8 @@ impl FleetWatch {
             .ok()
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .ok_or_else(|| DemoError::Internal("fleet client seed is not 32 bytes".into()))?;
-        let inbox = credentials.inbox_prefix("choria");
+        // Replies come back in whichever collective the node was pinged in.
+        let replies_subject = format!("*.reply.{}.>", subjects::md5_hex(credentials.callerid()));
         let subscribe_err =
             |err: async_nats::SubscribeError| DemoError::Internal(format!("subscribing: {err}"));
         let events = client
@@ -145,7 +159,7 @@ impl FleetWatch {
             .await
             .map_err(subscribe_err)?;
         let replies = client
-            .subscribe(format!("{inbox}.>"))
+            .subscribe(replies_subject)
             .await
             .map_err(subscribe_err)?;
         client
@@ -161,7 +175,6 @@ impl FleetWatch {
             client,
             credentials,
             signing_key: ed25519_dalek::SigningKey::from_bytes(&seed),
-            inbox,
         });
         let cancel = CancellationToken::new();
         let tasks = vec![
@@ -244,6 +257,16 @@ impl FleetWatch {
         }
         let _ = self.shared.client.drain().await;
     }
+}
+
+/// The collective to ping a node in: the first it serves in other than `provisioning`,
+/// else `choria` (a node not yet known to be provisioned).
+fn ping_collective(served: &[String]) -> &str {
+    served
+        .iter()
+        .map(String::as_str)
+        .find(|c| *c != subjects::PROVISIONING_COLLECTIVE)
+        .unwrap_or("choria")
 }
 
 async fn watch_events(
@@ -367,5 +390,19 @@ async fn sweep(shared: Arc<Shared>, cancel: CancellationToken) {
                 tracing::warn!(%identity, "could not ping: {err}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_pinged_in_a_collective_they_serve_in() {
+        let served = |list: &[&str]| list.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert_eq!(ping_collective(&served(&["mcollective"])), "mcollective");
+        assert_eq!(ping_collective(&served(&["one", "two"])), "one");
+        assert_eq!(ping_collective(&served(&["provisioning"])), "choria");
+        assert_eq!(ping_collective(&[]), "choria");
     }
 }

@@ -108,6 +108,7 @@ pub struct NodeOptions {
 pub struct Node {
     options: NodeOptions,
     phase: watch::Sender<Phase>,
+    collectives: watch::Sender<Vec<String>>,
     resolver: Option<resolve::Resolver>,
 }
 
@@ -118,6 +119,7 @@ impl Node {
         Node {
             options,
             phase,
+            collectives: watch::Sender::new(Vec::new()),
             resolver: None,
         }
     }
@@ -131,6 +133,13 @@ impl Node {
     /// A receiver that sees every phase change.
     pub fn phase(&self) -> watch::Receiver<Phase> {
         self.phase.subscribe()
+    }
+
+    /// A receiver of the collectives the node serves in on its current connection (empty
+    /// until it first connects; `provisioning` while provisioning), set before its
+    /// `startup` event is published.
+    pub fn collectives(&self) -> watch::Receiver<Vec<String>> {
+        self.collectives.subscribe()
     }
 
     /// Runs until cancelled, shut down, or (with [`RestartPolicy::Exit`]) restarted.
@@ -157,7 +166,9 @@ impl Node {
     async fn run_once(&self, cancel: &CancellationToken) -> Result<Outcome, NodeError> {
         let connecting = state::Starting(&self.options).plan(SystemTime::now())?;
         let serving = connecting.connect(self.resolver.as_ref(), cancel).await?;
-        let leaving = serving.serve(&self.phase, cancel).await?;
+        let leaving = serving
+            .serve(&self.phase, &self.collectives, cancel)
+            .await?;
         Ok(leaving.leave(cancel).await)
     }
 }

@@ -33,6 +33,9 @@ impl Starting<'_> {
         subjects::validate_identity(&startup.identity).map_err(NodeError::Identity)?;
         tracing::info!(identity = %startup.identity, mode = ?startup.mode, reason = %startup.reason, "starting node");
         let plan = startup::plan(&startup, &self.0.config_file, now)?;
+        for (key, why) in startup::plan::unsupported_keys(&startup.config) {
+            tracing::warn!(identity = %startup.identity, %key, "{key} is not supported and is ignored: {why}");
+        }
         Ok(Connecting { plan })
     }
 }
@@ -76,6 +79,7 @@ impl Connecting {
             messages,
             session: Session::new(&self.plan),
             phase: phase_of(self.plan.mode),
+            collectives: self.plan.node.collectives.clone(),
         })
     }
 }
@@ -94,14 +98,17 @@ pub(super) struct Serving {
     messages: SelectAll<async_nats::Subscriber>,
     session: Session,
     phase: Phase,
+    collectives: Vec<String>,
 }
 
 impl Serving {
     pub(super) async fn serve(
         mut self,
         phase: &watch::Sender<Phase>,
+        collectives: &watch::Sender<Vec<String>>,
         cancel: &CancellationToken,
     ) -> Result<Leaving, NodeError> {
+        collectives.send_replace(std::mem::take(&mut self.collectives));
         publish_event(&self.client, &self.session, EventType::Startup).await;
         tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
         phase.send_replace(self.phase.clone());

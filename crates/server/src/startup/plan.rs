@@ -30,6 +30,47 @@ pub const PROVISION_COMPONENT: &str = subjects::PROVISION_MODE_COMPONENT;
 /// Lifecycle component in normal mode.
 pub const SERVER_COMPONENT: &str = "server";
 
+/// Keys upstream's example helper sets that this node does not implement, with what that
+/// means; [`unsupported_keys`] reports the ones a configuration sets. Never fatal.
+pub const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
+    (
+        "plugin.choria.status_file_path",
+        "the status file is not written",
+    ),
+    (
+        "plugin.choria.submission.spool",
+        "message submission is not implemented",
+    ),
+    (
+        "plugin.choria.machine.store",
+        "autonomous agents are not implemented",
+    ),
+    (
+        "plugin.choria.registration.file_content.data",
+        "registration data is only published while provisioning (the provisioning token's chrd)",
+    ),
+    (
+        "rpcauthorization",
+        "RPC authorization (action policies) is not implemented",
+    ),
+];
+
+/// The [`UNSUPPORTED_KEYS`] `config` sets, in that order; `rpcauthorization` only when it
+/// is not off, since off is what this node does anyway.
+pub fn unsupported_keys(config: &Config) -> Vec<(&'static str, &'static str)> {
+    UNSUPPORTED_KEYS
+        .iter()
+        .filter(|(key, _)| match config.get(key) {
+            None => false,
+            Some(value) if *key == "rpcauthorization" => {
+                choria_config::parse_bool(value) != Some(false)
+            }
+            Some(_) => true,
+        })
+        .copied()
+        .collect()
+}
+
 /// Where the brokers come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Brokers {
@@ -372,6 +413,31 @@ mod tests {
     use crate::settings::ProvisionSettings;
 
     use super::*;
+
+    #[test]
+    fn upstream_helper_keys_we_do_not_implement_are_reported_not_refused() {
+        let config = Config::parse_str(
+            "plugin.choria.submission.spool=/tmp/submission\n\
+             plugin.choria.machine.store=/etc/choria/machine\n\
+             plugin.choria.registration.file_content.data=/no/such/file.json\n\
+             rpcauthorization=0\n\
+             identity=n1.example.net\n",
+            "test",
+        )
+        .unwrap();
+        let keys: Vec<&str> = unsupported_keys(&config).iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "plugin.choria.submission.spool",
+                "plugin.choria.machine.store",
+                "plugin.choria.registration.file_content.data",
+            ],
+            "rpcauthorization=0 is what the node does anyway"
+        );
+        let enforcing = Config::parse_str("rpcauthorization=1\n", "test").unwrap();
+        assert_eq!(unsupported_keys(&enforcing).len(), 1);
+    }
 
     fn startup(mode: Mode, config: Config, settings: ProvisionSettings) -> Startup {
         Startup {
