@@ -228,6 +228,9 @@ fn run_provisioner(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// How long a stopping provisioner may drain before it exits anyway.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
@@ -239,10 +242,14 @@ fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down on signal");
         cancel.cancel();
-        // A second signal while draining exits at once.
+        // A second signal while draining exits at once, and so does a drain that outlasts
+        // DRAIN_LIMIT (a broker that went away with us can leave a flush waiting forever).
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = tokio::time::sleep(DRAIN_LIMIT) => {
+                tracing::warn!("still draining after {DRAIN_LIMIT:?}; exiting now");
+            }
         }
         std::process::exit(0);
     });
