@@ -20,7 +20,10 @@ pub(crate) fn broker(site: &Site, options: &SiteOptions, trust: &Path) -> String
             "plugin.security.file.certificate = {}",
             site.broker_cert_path.display()
         ),
-        format!("plugin.security.file.key = {}", site.broker_key_path.display()),
+        format!(
+            "plugin.security.file.key = {}",
+            site.broker_key_path.display()
+        ),
         format!("plugin.security.file.ca = {}", trust.display()),
         "plugin.security.issuer.names = choria".into(),
         format!(

@@ -102,7 +102,8 @@ impl Site {
         let dir = options.dir.clone();
         for sub in ["ca", "broker", "keys", "provisioner"] {
             let path = dir.join(sub);
-            std::fs::create_dir_all(&path).map_err(|source| SiteError::CreateDir { path, source })?;
+            std::fs::create_dir_all(&path)
+                .map_err(|source| SiteError::CreateDir { path, source })?;
         }
         let now = SystemTime::now();
         let broker = &options.broker;
@@ -146,7 +147,10 @@ impl Site {
         let org_issuer = Ed25519Seed::generate();
         let org_issuer_seed_path = dir.join("keys/issuer.seed");
         write_secret(&org_issuer_seed_path, &org_issuer.to_hex())?;
-        write_public(&dir.join("keys/issuer.public"), &org_issuer.public_key_hex())?;
+        write_public(
+            &dir.join("keys/issuer.public"),
+            &org_issuer.public_key_hex(),
+        )?;
 
         let (provisioning_signer, provisioning_signer_public_path) =
             write_signer(&dir, &options.provisioning.signer)?;
@@ -466,7 +470,10 @@ mod tests {
         let broker = Config::load(&site.broker_config_path).expect("broker config parses");
         assert_eq!(broker.get("identity"), Some("broker.unit.test"));
         assert_eq!(broker.get("plugin.choria.network.tls_mode"), Some("jwt"));
-        assert_eq!(broker.get("plugin.choria.network.client_port"), Some("14299"));
+        assert_eq!(
+            broker.get("plugin.choria.network.client_port"),
+            Some("14299")
+        );
         assert_eq!(broker.get("plugin.choria.stats_port"), Some("14224"));
         assert_eq!(
             broker.get("plugin.security.file.ca"),
@@ -518,26 +525,42 @@ mod tests {
         assert_eq!(site.provisioning_url, "wss://127.0.0.1:14223");
         let signer = choria_tokens::read_public_key_file(&site.provisioning_signer_public_path)
             .expect("RSA public key");
-        let claims = choria_tokens::parse_provisioning_token(&site.provisioning_token, &signer, now)
-            .expect("provisioning token verifies");
+        let claims =
+            choria_tokens::parse_provisioning_token(&site.provisioning_token, &signer, now)
+                .expect("provisioning token verifies");
         assert_eq!(claims.chu, "wss://127.0.0.1:14223");
         assert!(!claims.v2);
-        assert_eq!(mode(&dir.path().join("keys/provisioning-signer.pem")), 0o600);
+        assert_eq!(
+            mode(&dir.path().join("keys/provisioning-signer.pem")),
+            0o600
+        );
 
         let node_ca = site.node_ca.as_ref().expect("node CA");
         assert_eq!(mode(&node_ca.key_path), 0o600);
         let bundle = dir.path().join("ca/bundle.pem");
         let broker = Config::load(&site.broker_config_path).expect("broker config parses");
         assert_eq!(broker.get("plugin.choria.network.tls_mode"), Some("mtls"));
-        assert_eq!(broker.get("plugin.choria.network.enrolment_port"), Some("14223"));
+        assert_eq!(
+            broker.get("plugin.choria.network.enrolment_port"),
+            Some("14223")
+        );
         let bundle_text = bundle.display().to_string();
-        assert_eq!(broker.get("plugin.security.file.ca"), Some(bundle_text.as_str()));
-        assert_eq!(broker.get("plugin.security.choria.ca"), Some(bundle_text.as_str()));
+        assert_eq!(
+            broker.get("plugin.security.file.ca"),
+            Some(bundle_text.as_str())
+        );
+        assert_eq!(
+            broker.get("plugin.security.choria.ca"),
+            Some(bundle_text.as_str())
+        );
         assert_eq!(
             broker.get_list_or_empty("plugin.choria.network.client_hosts"),
             ["127.0.0.1", "::1"]
         );
-        let node = node_ca.ca.issue_client_certificate("n1.unit.test").expect("node cert");
+        let node = node_ca
+            .ca
+            .issue_client_certificate("n1.unit.test")
+            .expect("node cert");
         let pems = std::fs::read_to_string(&bundle).expect("bundle");
         choria_pki::verify_certificate(&node.certificate_pem, &pems, now)
             .expect("the bundle trusts node certificates");
