@@ -112,6 +112,8 @@ pub struct ProvisioningOptions {
 
 /// The provisioning-token signer. Operators keep it apart from the organisation issuer, as
 /// it lets machines in the door but is not the fleet's root of trust.
+// One per site, built once: boxing the seed would only make callers write `Box::new`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ProvisioningSigner {
     /// A new 2048-bit RSA key (`keys/provisioning-signer.pem`, `-public.pem`), as upstream
