@@ -41,6 +41,9 @@ pub enum DemoError {
     /// Writing a site file failed.
     #[error(transparent)]
     File(#[from] choria_config::files::FileError),
+    /// Generating the site failed.
+    #[error(transparent)]
+    Site(#[from] choria_site::SiteError),
     /// Generating certificates failed.
     #[error(transparent)]
     Pki(#[from] choria_pki::PkiError),

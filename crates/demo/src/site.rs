@@ -1,34 +1,22 @@
-//! Everything a real Choria site has, generated into one directory: keys, CA, broker
-//! certificate, tokens, and the broker, provisioner and client configuration files.
+//! The demo's site: a [`choria_site::Site`] with the demo's choices (flow, helper,
+//! provisioners) and one YAML configuration per provisioner.
 //!
-//! Layout of the site directory (secrets are written 0600):
+//! Layout: as [`choria_site`] documents, plus (secrets are written 0600):
 //!
 //! ```text
-//! ca/ca.pem ca/ca.key              TLS CA (broker certificate; nodes trust it after provisioning)
-//! ca/node-ca.pem ca/node-ca.key    node CA (pki flow: the helper signs node CSRs with it)
-//! ca/bundle.pem                    CAs the broker trusts for client certificates
-//! broker/broker.pem broker.key     broker TLS certificate
-//! broker/broker.conf               Choria broker configuration
-//! keys/issuer.seed issuer.public   organisation issuer (ed25519)
-//! keys/provisioning-signer.pem     provisioning-token signer (RSA) and its public key
-//! keys/provisioner.seed .jwt       provisioner chain-issuer credentials
 //! keys/fleet-client.seed .jwt      a fleet operator (signs rpcutil#ping to prove nodes are in)
-//! provisioning.jwt                 the token every node boots with
-//! provisioner/choria.conf          Choria client config of the provisioners
 //! provisioner/provisioner-K.yaml   provisioner K's configuration
+//! nodes/<identity>/                each simulated node's state
 //! ```
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use choria_config::files;
-use choria_tokens::{
-    add_org_issuer_data, sign_token, ClientIdClaims, ClientPermissions, Ed25519Seed, NewClient,
-    NewProvisioning, ProvisioningClaims, SigningKey,
-};
+use choria_site::{BrokerOptions, ClientOptions, ProvisioningSigner};
+use choria_tokens::ClientPermissions;
 
 use crate::DemoError;
-
 /// Which provisioning flow the site uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -120,191 +108,93 @@ pub struct Site {
     pub provisioning_url: String,
 }
 
-/// The provisioning access token (`cht`) of demo sites.
-const ACCESS_TOKEN_LEN: usize = 24;
-
 impl Site {
     /// Generates a new site into `options.dir` with services on `ports`.
     pub fn generate(options: &SiteOptions, ports: SitePorts) -> Result<Site, DemoError> {
         let dir = options.dir.clone();
-        for sub in ["ca", "broker", "keys", "provisioner", "nodes"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|source| DemoError::Io {
-                what: format!("creating {}", dir.join(sub).display()),
-                source,
-            })?;
-        }
-        let now = SystemTime::now();
-        let broker_url = format!("tls://127.0.0.1:{}", ports.client);
-        let provisioning_url = match options.flow {
-            Flow::Jwt => broker_url.clone(),
-            Flow::Pki => format!("wss://127.0.0.1:{}", ports.enrolment),
+        let nodes = dir.join("nodes");
+        std::fs::create_dir_all(&nodes).map_err(|source| DemoError::Io {
+            what: format!("creating {}", nodes.display()),
+            source,
+        })?;
+        let pki = options.flow == Flow::Pki;
+        let mut site_options =
+            choria_site::SiteOptions::new(&dir, "Demo", "demo.local", ports.client);
+        site_options.broker = BrokerOptions {
+            enrolment_port: pki.then_some(ports.enrolment),
+            stats_port: Some(ports.broker_stats),
+            jetstream: true,
+            pubsub_for_mtls: pki,
+            // Certificate-only nodes are servers: with an allow list set the broker gives
+            // verified connections without a JWT the default server permissions.
+            client_hosts: if pki {
+                vec!["127.0.0.1".into()]
+            } else {
+                Vec::new()
+            },
+            ..BrokerOptions::new(ports.client)
         };
-
-        // TLS: one CA for the broker certificate, one for node certificates (pki flow).
-        let ca = choria_pki::CertificateAuthority::generate("Choria Demo CA")?;
-        let node_ca = choria_pki::CertificateAuthority::generate("Choria Demo Node CA")?;
-        let broker_cert =
-            ca.issue_server_certificate("broker.demo.local", &["localhost", "127.0.0.1"])?;
-        write_public(&dir.join("ca/ca.pem"), ca.certificate_pem())?;
-        write_secret(&dir.join("ca/ca.key"), ca.private_key_pem())?;
-        write_public(&dir.join("ca/node-ca.pem"), node_ca.certificate_pem())?;
-        write_secret(&dir.join("ca/node-ca.key"), node_ca.private_key_pem())?;
-        write_public(
-            &dir.join("ca/bundle.pem"),
-            &format!("{}{}", ca.certificate_pem(), node_ca.certificate_pem()),
-        )?;
-        write_public(&dir.join("broker/broker.pem"), &broker_cert.certificate_pem)?;
-        write_secret(&dir.join("broker/broker.key"), &broker_cert.private_key_pem)?;
+        // Operators sign provisioning tokens with a certificate's RSA key.
+        site_options.provisioning.signer = ProvisioningSigner::Rsa;
+        site_options.provisioning.protocol_v2 = options.flow == Flow::Jwt;
+        site_options.provisioner.permissions = ClientPermissions {
+            provisioner: true,
+            fleet_management: true,
+            ..Default::default()
+        };
+        site_options.provisioner.validity = Duration::from_secs(30 * 24 * 3600);
         // In mtls mode everyone on the client port shows a certificate: the operator's
         // clients get theirs from the site CA, nodes from the helper's node CA.
-        let client_certificate = |name: &str| -> Result<(PathBuf, PathBuf), DemoError> {
-            let issued = ca.issue_client_certificate(&format!("{name}.demo.local"))?;
-            let paths = (
-                dir.join(format!("keys/{name}.pem")),
-                dir.join(format!("keys/{name}.key")),
-            );
-            write_public(&paths.0, &issued.certificate_pem)?;
-            write_secret(&paths.1, &issued.private_key_pem)?;
-            Ok(paths)
-        };
-        let (fleet_client_certificate, provisioner_certificate) = match options.flow {
-            Flow::Jwt => (None, None),
-            Flow::Pki => (
-                Some(client_certificate("fleet-client")?),
-                Some(client_certificate("provisioner")?),
-            ),
-        };
-
-        // The organisation issuer: the root of trust for every JWT in the fleet.
-        let issuer = Ed25519Seed::generate();
-        write_secret(&dir.join("keys/issuer.seed"), &issuer.to_hex())?;
-        write_public(&dir.join("keys/issuer.public"), &issuer.public_key_hex())?;
-
-        // The provisioning-token signer is separate from the issuer, as operators keep
-        // the key that lets machines in the door away from the fleet's root of trust.
-        let signer_pem = choria_pki::generate_rsa_key_pem(2048)?;
-        write_secret(&dir.join("keys/provisioning-signer.pem"), &signer_pem)?;
-        let signer = SigningKey::from_pem_or_seed_bytes(signer_pem.as_bytes())?;
-        write_public(
-            &dir.join("keys/provisioning-signer-public.pem"),
-            &choria_pki::rsa_public_key_pem(&signer_pem)?,
-        )?;
-
-        let access_token = random_secret(ACCESS_TOKEN_LEN);
-        let provisioner_password = random_secret(24);
-        let system_password = random_secret(24);
-
-        let provisioning = ProvisioningClaims::new(
-            NewProvisioning {
-                token: access_token.clone(),
-                secure: true,
-                urls: vec![provisioning_url.clone()],
-                by_default: true,
-                protocol_v2: options.flow == Flow::Jwt,
-                validity: Duration::from_secs(7 * 24 * 3600),
-                ..Default::default()
-            },
-            now,
-        )?;
-        let provisioning_token = dir.join("provisioning.jwt");
-        write_secret(&provisioning_token, &sign_token(&provisioning, &signer)?)?;
-
-        // The provisioner is a chain issuer: it signs server JWTs on the issuer's behalf.
-        let provisioner_seed = Ed25519Seed::generate();
-        let mut provisioner_claims = ClientIdClaims::new(
-            NewClient {
-                callerid: "choria=provisioner".into(),
-                public_key: Some(provisioner_seed.public_key_bytes()),
-                validity: Duration::from_secs(30 * 24 * 3600),
-                permissions: Some(ClientPermissions {
-                    provisioner: true,
-                    fleet_management: true,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            now,
-        )?;
-        add_org_issuer_data(&mut provisioner_claims, &issuer)?;
-        let provisioner_jwt =
-            sign_token(&provisioner_claims, &SigningKey::Ed25519(issuer.clone()))?;
-        write_secret(
-            &dir.join("keys/provisioner.seed"),
-            &provisioner_seed.to_hex(),
-        )?;
-        write_secret(&dir.join("keys/provisioner.jwt"), &provisioner_jwt)?;
+        site_options.provisioner.certificate = pki;
+        site_options.node_ca = true;
+        let site = choria_site::Site::generate(&site_options)?;
 
         // An operator allowed to manage the fleet: proves each node is back in `choria`.
-        let fleet_seed = Ed25519Seed::generate();
-        let fleet_claims = ClientIdClaims::new(
-            NewClient {
-                callerid: "choria=demo".into(),
-                public_key: Some(fleet_seed.public_key_bytes()),
-                validity: Duration::from_secs(7 * 24 * 3600),
-                permissions: Some(ClientPermissions {
-                    fleet_management: true,
-                    events_viewer: true,
-                    ..Default::default()
-                }),
+        let fleet = site.add_client(&ClientOptions {
+            name: "fleet-client".into(),
+            callerid: "choria=demo".into(),
+            permissions: ClientPermissions {
+                fleet_management: true,
+                events_viewer: true,
                 ..Default::default()
             },
-            now,
-        )?;
-        let fleet_token = dir.join("keys/fleet-client.jwt");
-        let fleet_seed_file = dir.join("keys/fleet-client.seed");
-        write_secret(
-            &fleet_token,
-            &sign_token(&fleet_claims, &SigningKey::Ed25519(issuer.clone()))?,
-        )?;
-        write_secret(&fleet_seed_file, &fleet_seed.to_hex())?;
+            validity: Duration::from_secs(7 * 24 * 3600),
+            certificate: pki,
+        })?;
 
-        let broker_config = dir.join("broker/broker.conf");
-        write_secret(
-            &broker_config,
-            &broker_config_text(
-                &dir,
-                options.flow,
-                ports,
-                &issuer.public_key_hex(),
-                &provisioner_password,
-                &system_password,
-            ),
-        )?;
-
-        let provisioner_choria_config = dir.join("provisioner/choria.conf");
-        write_secret(
-            &provisioner_choria_config,
-            &provisioner_choria_text(&dir, &broker_url, provisioner_certificate.as_ref()),
-        )?;
         let mut provisioner_configs = Vec::new();
         for index in 1..=options.provisioners.max(1) {
             let path = dir.join(format!("provisioner/provisioner-{index}.yaml"));
             let text = provisioner_config_text(
-                &dir,
+                &site,
                 options,
                 index,
                 ports.provisioner_monitor.saturating_add(index as u16 - 1),
-                &access_token,
-                &provisioner_password,
             )?;
-            write_secret(&path, &text)?;
+            files::write_secret(&path, text.as_bytes())?;
             provisioner_configs.push(path);
         }
+        let node_ca = site
+            .node_ca
+            .map(|ca| (ca.certificate_path, ca.key_path))
+            .ok_or_else(|| {
+                DemoError::Internal("the site was generated without its node CA".into())
+            })?;
 
         Ok(Site {
             flow: options.flow,
             ports,
-            broker_config,
+            broker_config: site.broker_config_path,
             provisioner_configs,
-            provisioner_choria_config,
-            provisioning_token,
-            ca: dir.join("ca/ca.pem"),
-            node_ca: (dir.join("ca/node-ca.pem"), dir.join("ca/node-ca.key")),
-            issuer_public_hex: issuer.public_key_hex(),
-            fleet_client: (fleet_token, fleet_seed_file),
-            fleet_client_certificate,
-            broker_url,
-            provisioning_url,
+            provisioner_choria_config: site.provisioner_choria_config_path,
+            provisioning_token: site.provisioning_token_path,
+            ca: site.ca_path,
+            node_ca,
+            issuer_public_hex: site.org_issuer.public_key_hex(),
+            fleet_client: (fleet.token_path, fleet.seed_path),
+            fleet_client_certificate: fleet.certificate,
+            broker_url: site.broker_url,
+            provisioning_url: site.provisioning_url,
             dir,
         })
     }
@@ -320,107 +210,12 @@ pub fn node_identity(index: usize) -> String {
     format!("node{index:05}.demo.local")
 }
 
-fn broker_config_text(
-    dir: &Path,
-    flow: Flow,
-    ports: SitePorts,
-    issuer_public_hex: &str,
-    provisioner_password: &str,
-    system_password: &str,
-) -> String {
-    let p = |rel: &str| dir.join(rel).display().to_string();
-    let mut lines = vec![
-        "# Choria broker for the demo site (generated).".to_string(),
-        "identity = broker.demo.local".into(),
-        "plugin.choria.broker_network = true".into(),
-        "plugin.choria.network.listen_address = 127.0.0.1".into(),
-        format!("plugin.choria.network.client_port = {}", ports.client),
-        format!("plugin.choria.stats_port = {}", ports.broker_stats),
-        format!(
-            "plugin.security.file.certificate = {}",
-            p("broker/broker.pem")
-        ),
-        format!("plugin.security.file.key = {}", p("broker/broker.key")),
-        "plugin.security.issuer.names = choria".into(),
-        format!("plugin.security.issuer.choria.public = {issuer_public_hex}"),
-        format!(
-            "plugin.choria.network.provisioning.signer_cert = {}",
-            p("keys/provisioning-signer-public.pem")
-        ),
-        format!("plugin.choria.network.provisioning.client_password = {provisioner_password}"),
-        "plugin.choria.network.system.user = system".into(),
-        format!("plugin.choria.network.system.password = {system_password}"),
-        format!(
-            "plugin.choria.network.stream.store = {}",
-            p("broker/jetstream")
-        ),
-    ];
-    match flow {
-        Flow::Jwt => {
-            lines.push("plugin.choria.network.tls_mode = jwt".into());
-            lines.push(format!("plugin.security.file.ca = {}", p("ca/ca.pem")));
-        }
-        Flow::Pki => {
-            lines.push("plugin.choria.network.tls_mode = mtls".into());
-            lines.push(format!(
-                "plugin.choria.network.enrolment_port = {}",
-                ports.enrolment
-            ));
-            lines.push(format!("plugin.security.file.ca = {}", p("ca/bundle.pem")));
-            lines.push(format!(
-                "plugin.security.choria.ca = {}",
-                p("ca/bundle.pem")
-            ));
-            // Certificate-only nodes are servers: with an allow list set the broker gives
-            // verified connections without a JWT the default server permissions.
-            lines.push("plugin.choria.network.client_hosts = 127.0.0.1".into());
-        }
-    }
-    lines.push(String::new());
-    lines.join("\n")
-}
-
-fn provisioner_choria_text(
-    dir: &Path,
-    broker_url: &str,
-    certificate: Option<&(PathBuf, PathBuf)>,
-) -> String {
-    let p = |rel: &str| dir.join(rel).display().to_string();
-    let mut lines = vec![
-        "# Choria client configuration of the demo provisioners (generated).".to_string(),
-        "identity = provisioner.demo.local".into(),
-        format!("plugin.choria.middleware_hosts = {broker_url}"),
-        "plugin.security.provider = choria".into(),
-        format!(
-            "plugin.security.choria.token_file = {}",
-            p("keys/provisioner.jwt")
-        ),
-        format!(
-            "plugin.security.choria.seed_file = {}",
-            p("keys/provisioner.seed")
-        ),
-        format!("plugin.security.choria.ca = {}", p("ca/ca.pem")),
-    ];
-    if let Some((cert, key)) = certificate {
-        lines.push(format!(
-            "plugin.security.choria.certificate = {}",
-            cert.display()
-        ));
-        lines.push(format!("plugin.security.choria.key = {}", key.display()));
-    }
-    lines.push(String::new());
-    lines.join("\n")
-}
-
 fn provisioner_config_text(
-    dir: &Path,
+    site: &choria_site::Site,
     options: &SiteOptions,
     index: usize,
     monitor_port: u16,
-    access_token: &str,
-    provisioner_password: &str,
 ) -> Result<String, DemoError> {
-    let p = |rel: &str| dir.join(rel).display().to_string();
     let features = match options.flow {
         Flow::Jwt => serde_json::json!({"jwt": true, "ed25519": true}),
         // Nodes make their own RSA key and CSR; the helper's CA signs it.
@@ -429,17 +224,17 @@ fn provisioner_config_text(
     let config = serde_json::json!({
         "workers": options.workers,
         "interval": "1m",
-        "logfile": p(&format!("provisioner/provisioner-{index}.log")),
+        "logfile": site.dir.join(format!("provisioner/provisioner-{index}.log")),
         "loglevel": "info",
         "helper": options.helper,
         "helper_mode": match options.helper_mode { HelperMode::Exec => "exec", HelperMode::Persistent => "persistent" },
-        "token": access_token,
+        "token": site.access_token,
         "site": "demo",
         "monitor_port": monitor_port,
-        "broker_provisioning_password": provisioner_password,
-        "jwt_verify_cert": p("keys/provisioning-signer-public.pem"),
-        "jwt_signing_key": p("keys/provisioner.seed"),
-        "jwt_signing_token": p("keys/provisioner.jwt"),
+        "broker_provisioning_password": site.provisioner_password,
+        "jwt_verify_cert": site.provisioning_signer_public_path,
+        "jwt_signing_key": site.provisioner.seed_path,
+        "jwt_signing_token": site.provisioner.token_path,
         "leader_election": options.provisioners > 1,
         "features": features,
     });
@@ -447,23 +242,12 @@ fn provisioner_config_text(
     serde_json::to_string_pretty(&config).map_err(|err| DemoError::Internal(err.to_string()))
 }
 
-fn write_secret(path: &Path, text: &str) -> Result<(), DemoError> {
-    files::write_secret(path, text.as_bytes()).map_err(DemoError::from)
-}
-
-fn write_public(path: &Path, text: &str) -> Result<(), DemoError> {
-    files::write_atomic(path, text.as_bytes(), 0o644).map_err(DemoError::from)
-}
-
-fn random_secret(len: usize) -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::time::SystemTime;
 
     fn options(dir: &Path, flow: Flow) -> SiteOptions {
         SiteOptions {

@@ -1,10 +1,8 @@
 //! `TestSite`: a whole Choria site's trust material plus a real running broker (JWT mode)
 //! in a temp dir, with helpers to mint credentials and connect as nodes, provisioner, clients.
 //!
-//! Layout of [`TestSite::dir`]:
-//! `org-issuer.seed`, `provisioning-signer.seed` / `.public`, `ca.pem`, `broker-cert.pem`,
-//! `broker-key.pem`, `provisioning.jwt`, `provisioner.seed`, `provisioner.jwt`,
-//! `broker.conf`, `broker/` (nats-server config, log, JetStream store).
+//! [`TestSite::dir`] is laid out by [`choria_site`]; the broker's nats-server config, log
+//! and JetStream store go in its `broker/`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,10 +11,10 @@ use async_nats::ConnectOptions;
 use choria_broker::{Broker, BrokerSettings, RunningBroker};
 use choria_connect::{parse_servers, Login, Tls, Token, UserPassword};
 use choria_pki::CertificateAuthority;
+use choria_site::{BrokerOptions, ProvisioningSigner};
 use choria_tokens::{
-    add_org_issuer_data, sign_chained_token, sign_token, ClientIdClaims, ClientPermissions,
-    Ed25519Seed, NewClient, NewProvisioning, NewServer, ProvisioningClaims, ServerClaims,
-    ServerPermissions, SigningKey,
+    sign_chained_token, sign_token, ClientIdClaims, ClientPermissions, Ed25519Seed, NewClient,
+    NewServer, ServerClaims, ServerPermissions, SigningKey,
 };
 
 use crate::{free_port, TestkitError};
@@ -25,8 +23,7 @@ use crate::{free_port, TestkitError};
 pub const PROVISIONING_ACCESS_TOKEN: &str = "toomanysecrets";
 /// Caller id of the provisioner's chain-issuer client token.
 pub const PROVISIONER_CALLER: &str = "choria=provisioner";
-/// System account user name.
-pub const SYSTEM_USER: &str = "system";
+pub use choria_site::SYSTEM_USER;
 /// Lifetime of tokens minted by the site.
 pub const TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
@@ -139,132 +136,42 @@ impl TestSite {
     /// A site with options.
     pub async fn start_with(options: SiteOptions) -> Result<TestSite, SiteError> {
         let dir = tempfile::tempdir().map_err(step("creating the site directory"))?;
-        let root = dir.path().to_path_buf();
-        let now = SystemTime::now();
-
-        let org_issuer = Ed25519Seed::generate();
-        let org_issuer_seed_path = write_secret(&root, "org-issuer.seed", &org_issuer.to_hex())?;
-        let provisioning_signer = Ed25519Seed::generate();
-        write_secret(
-            &root,
-            "provisioning-signer.seed",
-            &provisioning_signer.to_hex(),
-        )?;
-        let provisioning_signer_public_path = write_plain(
-            &root,
-            "provisioning-signer.public",
-            &provisioning_signer.public_key_hex(),
-        )?;
-
-        let ca = CertificateAuthority::generate("Choria Test Site CA")
-            .map_err(step("generating the CA"))?;
-        let ca_path = write_plain(&root, "ca.pem", ca.certificate_pem())?;
-        let broker_cert = ca
-            .issue_server_certificate("localhost", &["localhost", "127.0.0.1"])
-            .map_err(step("issuing the broker certificate"))?;
-        let broker_cert_path = write_plain(&root, "broker-cert.pem", &broker_cert.certificate_pem)?;
-        let broker_key_path = write_secret(&root, "broker-key.pem", &broker_cert.private_key_pem)?;
-
         let port = free_port()?;
         let enrolment_port = if options.mtls {
             Some(free_port()?)
         } else {
             None
         };
-        let broker_url = format!("tls://127.0.0.1:{port}");
-        let provisioner_password = random_password();
-        let system_password = random_password();
-
-        let provisioning_claims = ProvisioningClaims::new(
-            NewProvisioning {
-                secure: true,
-                by_default: true,
-                token: PROVISIONING_ACCESS_TOKEN.into(),
-                urls: vec![match enrolment_port {
-                    Some(p) => format!("wss://127.0.0.1:{p}"),
-                    None => broker_url.clone(),
-                }],
-                org: "choria".into(),
-                validity: TOKEN_VALIDITY,
-                protocol_v2: true,
-                ..Default::default()
-            },
-            now,
-        )
-        .map_err(step("making the provisioning token claims"))?;
-        let provisioning_token = sign_token(
-            &provisioning_claims,
-            &SigningKey::Ed25519(provisioning_signer.clone()),
-        )
-        .map_err(step("signing the provisioning token"))?;
-        let provisioning_token_path = write_secret(&root, "provisioning.jwt", &provisioning_token)?;
-
-        let provisioner_seed = Ed25519Seed::generate();
-        let provisioner_seed_path =
-            write_secret(&root, "provisioner.seed", &provisioner_seed.to_hex())?;
-        let mut provisioner_claims = ClientIdClaims::new(
-            NewClient {
-                callerid: PROVISIONER_CALLER.into(),
-                permissions: Some(ClientPermissions {
-                    provisioner: true,
-                    election_user: true,
-                    events_viewer: true,
-                    ..Default::default()
-                }),
-                public_key: Some(provisioner_seed.public_key_bytes()),
-                validity: TOKEN_VALIDITY,
-                ..Default::default()
-            },
-            now,
-        )
-        .map_err(step("making the provisioner token claims"))?;
-        add_org_issuer_data(&mut provisioner_claims, &org_issuer)
-            .map_err(step("making the provisioner a chain issuer"))?;
-        let provisioner_token = sign_token(
-            &provisioner_claims,
-            &SigningKey::Ed25519(org_issuer.clone()),
-        )
-        .map_err(step("signing the provisioner token"))?;
-        let provisioner_token_path = write_secret(&root, "provisioner.jwt", &provisioner_token)?;
-
-        let broker_dir = root.join("broker");
-        let mut config = format!(
-            "# Choria broker of a test site\n\
-             identity = testsite-broker\n\
-             plugin.choria.broker_network = true\n\
-             plugin.choria.network.listen_address = 127.0.0.1\n\
-             plugin.choria.network.client_port = {port}\n\
-             plugin.security.file.certificate = {cert}\n\
-             plugin.security.file.key = {key}\n\
-             plugin.security.file.ca = {ca}\n\
-             plugin.choria.network.provisioning.client_password = {provisioner_password}\n\
-             plugin.choria.network.provisioning.signer_cert = {signer}\n\
-             plugin.security.issuer.names = choria\n\
-             plugin.security.issuer.choria.public = {org}\n\
-             plugin.choria.network.system.user = {SYSTEM_USER}\n\
-             plugin.choria.network.system.password = {system_password}\n",
-            cert = broker_cert_path.display(),
-            key = broker_key_path.display(),
-            ca = ca_path.display(),
-            signer = provisioning_signer_public_path.display(),
-            org = org_issuer.public_key_hex(),
-        );
-        if let Some(p) = enrolment_port {
-            config.push_str(&format!(
-                "plugin.choria.network.tls_mode = mtls\nplugin.choria.network.enrolment_port = {p}\n"
-            ));
-        }
-        if options.streams {
-            config.push_str(&format!(
-                "plugin.choria.network.stream.store = {}\n",
-                broker_dir.join("jetstream").display()
-            ));
-        }
-        if options.metrics {
-            config.push_str(&format!("plugin.choria.stats_port = {}\n", free_port()?));
-        }
-        config.push_str(&options.extra_config);
-        let broker_config_path = write_secret(&root, "broker.conf", &config)?;
+        let stats_port = if options.metrics {
+            Some(free_port()?)
+        } else {
+            None
+        };
+        let provisioning_signer = Ed25519Seed::generate();
+        let mut site_options =
+            choria_site::SiteOptions::new(dir.path(), "Test Site", "testsite.local", port);
+        site_options.broker = BrokerOptions {
+            enrolment_port,
+            stats_port,
+            jetstream: options.streams,
+            extra_config: options.extra_config,
+            ..BrokerOptions::new(port)
+        };
+        site_options.provisioning.signer = ProvisioningSigner::Ed25519(provisioning_signer.clone());
+        site_options.provisioning.access_token = Some(PROVISIONING_ACCESS_TOKEN.into());
+        site_options.provisioning.validity = TOKEN_VALIDITY;
+        site_options.provisioner.callerid = PROVISIONER_CALLER.into();
+        site_options.provisioner.permissions = ClientPermissions {
+            provisioner: true,
+            election_user: true,
+            events_viewer: true,
+            ..Default::default()
+        };
+        site_options.provisioner.validity = TOKEN_VALIDITY;
+        let site =
+            choria_site::Site::generate(&site_options).map_err(step("generating the site"))?;
+        let broker_config_path = site.broker_config_path.clone();
+        let broker_dir = dir.path().join("broker");
 
         let parsed = choria_config::Config::load(&broker_config_path)
             .map_err(step("reading the broker config"))?;
@@ -275,27 +182,28 @@ impl TestSite {
         let enrolment_url = broker.enrolment_url().map(str::to_string);
         let metrics_addr = broker.metrics_addr();
 
+        let provisioner = site.provisioner;
         Ok(TestSite {
             dir,
-            org_issuer,
-            org_issuer_seed_path,
+            org_issuer: site.org_issuer,
+            org_issuer_seed_path: site.org_issuer_seed_path,
             provisioning_signer,
-            provisioning_signer_public_path,
-            ca,
-            ca_path,
-            broker_cert_path,
-            broker_key_path,
-            provisioner_password,
-            provisioning_token,
-            provisioning_token_path,
-            provisioner_seed,
-            provisioner_seed_path,
-            provisioner_token,
-            provisioner_claims,
-            provisioner_token_path,
-            system_password,
+            provisioning_signer_public_path: site.provisioning_signer_public_path,
+            ca: site.ca,
+            ca_path: site.ca_path,
+            broker_cert_path: site.broker_cert_path,
+            broker_key_path: site.broker_key_path,
+            provisioner_password: site.provisioner_password,
+            provisioning_token: site.provisioning_token,
+            provisioning_token_path: site.provisioning_token_path,
+            provisioner_seed: provisioner.seed,
+            provisioner_seed_path: provisioner.seed_path,
+            provisioner_token: provisioner.token,
+            provisioner_claims: provisioner.claims,
+            provisioner_token_path: provisioner.token_path,
+            system_password: site.system_password,
             broker_config_path,
-            broker_url,
+            broker_url: site.broker_url,
             enrolment_url,
             metrics_addr,
             broker: Some(broker),
@@ -441,7 +349,10 @@ impl TestSite {
     pub async fn connect_provisioner(&self) -> Result<async_nats::Client, SiteError> {
         self.connect_with(
             Credentials {
-                user: Some(("provisioner".into(), self.provisioner_password.clone())),
+                user: Some((
+                    choria_site::PROVISIONER_USER.into(),
+                    self.provisioner_password.clone(),
+                )),
                 token: Some(self.provisioner_token.clone()),
                 seed: Some(self.provisioner_seed.clone()),
             },
@@ -561,16 +472,4 @@ fn write_secret(dir: &Path, name: &str, content: &str) -> Result<PathBuf, SiteEr
     choria_config::files::write_secret(&path, content.as_bytes())
         .map_err(step("writing a secret file"))?;
     Ok(path)
-}
-
-fn write_plain(dir: &Path, name: &str, content: &str) -> Result<PathBuf, SiteError> {
-    let path = dir.join(name);
-    choria_config::files::write_atomic(&path, content.as_bytes(), 0o644)
-        .map_err(step("writing a file"))?;
-    Ok(path)
-}
-
-fn random_password() -> String {
-    use rand::distributions::{Alphanumeric, DistString as _};
-    Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
 }
