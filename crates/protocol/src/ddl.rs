@@ -3,7 +3,8 @@
 //!
 //! Validators follow upstream: the names `shellsafe`, `ipv4address`, `ipv6address` and
 //! `ipaddress`, otherwise a regular expression with RE2 semantics (ASCII `\w`, `\s`, `\d`; a `{`
-//! that does not start a repetition is a literal, so upstream's `^{.+}$` works).
+//! that does not start a repetition is a literal, so upstream's `^{.+}$` works). The empty string
+//! passes every validator: it is how clients leave a string input unset.
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -362,9 +363,14 @@ impl Input {
                 });
             }
         }
+        // Clients send "" for an input they leave unset (upstream's generated clients and the
+        // provisioner do) and agents read it as unset, so there is nothing to match.
         let Some(validation) = self.validation.as_deref().filter(|v| !v.is_empty()) else {
             return Ok(());
         };
+        if s.is_empty() {
+            return Ok(());
+        }
         let failed = || DdlError::ValidationFailed {
             input: name.to_string(),
             validation: validation.to_string(),
@@ -594,6 +600,10 @@ mod tests {
             a.validate_request(&obj(json!({"config": "{a}", "action_policies": []}))),
             Err(DdlError::WrongType { .. })
         ));
+        // The provisioner sends every configure input, "" for the unset ones.
+        let blank = json!({"config": "{a}", "token": "", "ca": "", "certificate": "", "ssldir": "",
+            "key": "", "ecdh_public": "", "action_policies": {}, "opa_policies": {}, "server_jwt": ""});
+        assert_eq!(a.validate_request(&obj(blank.clone())).unwrap(), obj(blank));
         let err = a
             .validate_request(&obj(json!({"config": "x"})))
             .unwrap_err()
