@@ -453,9 +453,7 @@ mod tests {
         )
         .expect("client");
         assert_eq!(
-            client
-                .timeouts
-                .attempt(crate::timeouts::PROVISION_DDL_TIMEOUT),
+            client.timeouts.attempt(std::time::Duration::from_secs(20)),
             std::time::Duration::from_secs(28)
         );
         let err = ClientSettings::from_config(

@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the per-node pass (spec §1.6) over typed node [`replies`];
 //!   [`service`]: discovery, workers, HA wiring.
 //! - [`keys`]: key files read once at start-up; [`issue`]: server JWTs (spec §4.3).
+//! - [`ddls`]: the embedded DDLs of the agents the pass calls (inputs, reply defaults, timeouts).
 //! - [`client`]: the provisioner as a Choria client (identity, brokers, credentials);
 //!   [`timeouts`]: RPC and discovery timeouts from its `discovery_timeout`.
 //! - [`keydelivery`], [`csr`], [`version`]: the crypto and checks of spec §4 and appendix B.
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod csr;
+pub mod ddls;
 pub mod election;
 pub mod helper;
 pub mod issue;

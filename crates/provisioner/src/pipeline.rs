@@ -1,6 +1,7 @@
 //! The per-node provisioning pass (spec §1.6): RPCs with the exact inputs of §1.7 and the
 //! retry budget of §1.8, bounded by an overall deadline and with no retries for errors
-//! that cannot succeed on retry (B7). Every node reply is validated (B2).
+//! that cannot succeed on retry (B7). Every request is checked against the agent's DDL
+//! before it is sent, and every node reply gets the DDL's output defaults and is validated (B2).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,13 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
+use choria_protocol::ddl::{self, DdlError};
 use choria_tokens::{
     parse_provisioning_token, verify_nonce, PublicKey, SignatureEncoding, TokenError,
 };
 
 use crate::csr::{validate_csr, CsrError};
+use crate::ddls::{Agent, Ddls};
 use crate::helper::{CsrInput, Ed25519Input, Helper, HelperError, HelperRequest};
 use crate::issue::{self, IssueError};
 use crate::keydelivery::{encrypt_for_node, KeyDeliveryError};
@@ -23,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::replies::{CsrReply, Gen25519Reply, InventoryReply, JwtReply, MessageReply};
 use crate::rpc::{Rpc, RpcError};
 use crate::settings::Settings;
-use crate::timeouts::{Timeouts, PROVISION_DDL_TIMEOUT, RPCUTIL_DDL_TIMEOUT};
+use crate::timeouts::Timeouts;
 
 /// FiveSec backoff steps (ms), spec §1.8.
 const BACKOFF_MS: [u64; 11] = [
@@ -60,6 +63,14 @@ pub enum PassError {
         rpc: &'static str,
         /// Last error.
         source: RpcError,
+    },
+    /// A request's inputs do not satisfy the agent's DDL; it was not sent.
+    #[error("{rpc} request refused by the DDL: {source}")]
+    Ddl {
+        /// `agent#action`.
+        rpc: &'static str,
+        /// What the DDL refused.
+        source: DdlError,
     },
     /// The node sent no provisioning JWT.
     #[error("could not validate JWT: no JWT received")]
@@ -137,6 +148,7 @@ impl PassError {
             PassError::Paused(_) => "paused",
             PassError::Deadline(_) => "deadline",
             PassError::Rpc { rpc, .. } => rpc,
+            PassError::Ddl { .. } => "ddl",
             PassError::NoJwt
             | PassError::Jwt(_)
             | PassError::JwtClaims(_)
@@ -158,6 +170,7 @@ pub struct Pipeline {
     rpc: Rpc,
     settings: Arc<Settings>,
     keys: Arc<Keys>,
+    ddls: Arc<Ddls>,
     helper: Helper,
     metrics: Arc<Metrics>,
     paused: Arc<AtomicBool>,
@@ -171,68 +184,80 @@ const MAX_REMEMBERED_UPGRADES: usize = 100_000;
 
 struct Action {
     rpc: &'static str,
-    agent: &'static str,
+    agent: Agent,
     action: &'static str,
     tries: u32,
-    /// The agent's DDL timeout; an attempt waits `discovery_timeout` longer (§1.8).
-    ddl_timeout: Duration,
+}
+
+impl Action {
+    /// This action's DDL, once the request `data` has been checked against it.
+    fn checked<'d>(
+        &self,
+        ddls: &'d Ddls,
+        data: &Map<String, Value>,
+    ) -> Result<&'d ddl::Action, PassError> {
+        let refused = |source| PassError::Ddl {
+            rpc: self.rpc,
+            source,
+        };
+        let ddl = ddls
+            .agent(self.agent)
+            .action(self.action)
+            .map_err(refused)?;
+        // Only checked, not completed: upstream sends the inputs as set and leaves the DDL's
+        // input defaults to the agent.
+        ddl.validate_request(data).map_err(refused)?;
+        Ok(ddl)
+    }
 }
 
 const JWT: Action = Action {
     rpc: "choria_provision#jwt",
-    agent: "choria_provision",
+    agent: Agent::ChoriaProvision,
     action: "jwt",
     tries: 3,
-    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const GEN25519: Action = Action {
     rpc: "choria_provision#gen25519",
-    agent: "choria_provision",
+    agent: Agent::ChoriaProvision,
     action: "gen25519",
     tries: 5,
-    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const INVENTORY: Action = Action {
     rpc: "rpcutil#inventory",
-    agent: "rpcutil",
+    agent: Agent::Rpcutil,
     action: "inventory",
     tries: 5,
-    ddl_timeout: RPCUTIL_DDL_TIMEOUT,
 };
 const GENCSR: Action = Action {
     rpc: "choria_provision#gencsr",
-    agent: "choria_provision",
+    agent: Agent::ChoriaProvision,
     action: "gencsr",
     tries: 1,
-    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const RELEASE_UPDATE: Action = Action {
     rpc: "choria_provision#release_update",
-    agent: "choria_provision",
+    agent: Agent::ChoriaProvision,
     action: "release_update",
     tries: 3,
-    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const CONFIGURE: Action = Action {
     rpc: "choria_provision#configure",
-    agent: "choria_provision",
+    agent: Agent::ChoriaProvision,
     action: "configure",
     tries: 5,
-    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const RESTART: Action = Action {
     rpc: "choria_provision#restart",
-    agent: "choria_provision",
+    agent: Agent::ChoriaProvision,
     action: "restart",
     tries: 3,
-    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 const SHUTDOWN: Action = Action {
     rpc: "choria_provision#shutdown",
-    agent: "choria_provision",
+    agent: Agent::ChoriaProvision,
     action: "shutdown",
     tries: 3,
-    ddl_timeout: PROVISION_DDL_TIMEOUT,
 };
 
 /// SimpleRPC inputs as an object: `inputs!{"token": token}`.
@@ -251,6 +276,7 @@ impl Pipeline {
         rpc: Rpc,
         settings: Arc<Settings>,
         keys: Arc<Keys>,
+        ddls: Arc<Ddls>,
         helper: Helper,
         metrics: Arc<Metrics>,
         paused: Arc<AtomicBool>,
@@ -259,6 +285,7 @@ impl Pipeline {
             rpc,
             settings,
             keys,
+            ddls,
             helper,
             metrics,
             paused,
@@ -303,7 +330,7 @@ impl Pipeline {
         &self,
         identity: &str,
         action: &Action,
-        data: impl Fn() -> Map<String, Value>,
+        data: Map<String, Value>,
     ) -> Result<T, PassError> {
         let reply = self.call_data(identity, action, data).await?;
         self.decode(identity, action, reply)
@@ -327,13 +354,16 @@ impl Pipeline {
         })
     }
 
-    /// Runs `action` with its retry budget; the reply's data object.
+    /// Runs `action` with its retry budget; the reply's data object with the DDL's output
+    /// defaults filled in, as upstream's client fills them before decoding.
     async fn call_data(
         &self,
         identity: &str,
         action: &Action,
-        data: impl Fn() -> Map<String, Value>,
+        data: Map<String, Value>,
     ) -> Result<Map<String, Value>, PassError> {
+        let ddl = action.checked(&self.ddls, &data)?;
+        let timeout = self.timeouts.attempt(self.ddls.timeout(action.agent));
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -343,15 +373,18 @@ impl Pipeline {
                 .rpc
                 .call(
                     identity,
-                    action.agent,
+                    action.agent.name(),
                     action.action,
-                    data(),
-                    self.timeouts.attempt(action.ddl_timeout),
+                    data.clone(),
+                    timeout,
                 )
                 .await;
             self.metrics.observe_rpc(action.rpc, started.elapsed());
             match result {
-                Ok(reply) => return Ok(reply),
+                Ok(mut reply) => {
+                    ddl.apply_output_defaults(&mut reply);
+                    return Ok(reply);
+                }
                 Err(err) if err.retryable() && attempt < action.tries => {
                     tracing::debug!(
                         "{} to {identity} attempt {attempt} failed, retrying: {err}",
@@ -390,9 +423,7 @@ impl Pipeline {
         let mut node_ecdh = String::new();
         if let Some(verify_key) = &self.keys.jwt_verify {
             let t = Instant::now();
-            let reply: JwtReply = self
-                .call(identity, &JWT, || inputs! {"token": token})
-                .await?;
+            let reply: JwtReply = self.call(identity, &JWT, inputs! {"token": token}).await?;
             jwt_claims = Some(self.verify_jwt(&reply.jwt, verify_key)?);
             node_ecdh = reply.ecdh_public;
             stage("jwt", t);
@@ -408,7 +439,7 @@ impl Pipeline {
 
         // 4: inventory; the helper gets all of it, the pipeline reads two fields.
         let t = Instant::now();
-        let data = self.call_data(identity, &INVENTORY, || inputs! {}).await?;
+        let data = self.call_data(identity, &INVENTORY, inputs! {}).await?;
         let InventoryReply {
             version,
             upgradable,
@@ -422,11 +453,7 @@ impl Pipeline {
         if s.features.pki {
             let t = Instant::now();
             let reply: CsrReply = self
-                .call(
-                    identity,
-                    &GENCSR,
-                    || inputs! {"token": token, "cn": identity},
-                )
+                .call(identity, &GENCSR, inputs! {"token": token, "cn": identity})
                 .await?;
             validate_csr(&reply.csr, identity, &s.cert_deny_list)?;
             csr = Some(CsrInput {
@@ -465,7 +492,7 @@ impl Pipeline {
         if reply.shutdown {
             tracing::warn!("Shutting down host based on helper output: {}", reply.msg);
             let answer: Result<MessageReply, _> = self
-                .call(identity, &SHUTDOWN, || inputs! {"token": token})
+                .call(identity, &SHUTDOWN, inputs! {"token": token})
                 .await;
             return match answer {
                 Ok(ok) => {
@@ -542,7 +569,9 @@ impl Pipeline {
             .map_err(|e| PassError::Helper(HelperError::Encode(e)))?;
         let t = Instant::now();
         let _: MessageReply = self
-            .call(identity, &CONFIGURE, || {
+            .call(
+                identity,
+                &CONFIGURE,
                 inputs! {
                     "config": config_text,
                     "token": token,
@@ -554,15 +583,15 @@ impl Pipeline {
                     "action_policies": reply.action_policies,
                     "opa_policies": reply.opa_policies,
                     "server_jwt": server_jwt,
-                }
-            })
+                },
+            )
             .await?;
         stage("configure", t);
 
         // 14: restart.
         let t = Instant::now();
         let _: MessageReply = self
-            .call(identity, &RESTART, || inputs! {"token": token, "splay": 1})
+            .call(identity, &RESTART, inputs! {"token": token, "splay": 1})
             .await?;
         stage("restart", t);
         Ok(PassResult::Provisioned)
@@ -592,7 +621,7 @@ impl Pipeline {
                         tries: 1,
                         ..GEN25519
                     },
-                    || inputs! {"nonce": nonce, "token": token},
+                    inputs! {"nonce": nonce, "token": token},
                 )
                 .await;
             let reply = match reply {
@@ -660,7 +689,7 @@ impl Pipeline {
             .call(
                 identity,
                 &RELEASE_UPDATE,
-                || inputs! {"repository": s.upgrades_repository, "token": token, "version": target},
+                inputs! {"repository": s.upgrades_repository, "token": token, "version": target},
             )
             .await
             .map_err(|e| UpgradeError::Failed {
@@ -673,5 +702,132 @@ impl Pipeline {
         }
         remembered.insert(identity.to_string(), target.to_string());
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ddls() -> Ddls {
+        Ddls::embedded().expect("ddls")
+    }
+
+    fn refusal(action: &Action, data: Map<String, Value>) -> DdlError {
+        match action.checked(&ddls(), &data) {
+            Err(PassError::Ddl { rpc, source }) => {
+                assert_eq!(rpc, action.rpc);
+                source
+            }
+            other => panic!("{} accepted {data:?}: {other:?}", action.rpc),
+        }
+    }
+
+    #[test]
+    fn every_action_is_in_its_ddl_and_the_pass_inputs_satisfy_it() {
+        let ddls = ddls();
+        let token = "s3cret";
+        let configure_unset = inputs! {
+            "config": "{\"identity\":\"n1\"}", "token": "", "ca": "", "certificate": "",
+            "ssldir": "", "key": "", "ecdh_public": "", "action_policies": json!({}),
+            "opa_policies": json!({}), "server_jwt": "",
+        };
+        let configure_set = inputs! {
+            "config": "{\"identity\":\"n1\"}", "token": token,
+            "ca": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            "ssldir": "/etc/choria/ssl",
+            "key": "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n",
+            "ecdh_public": "ab".repeat(32), "action_policies": json!({"a.policy": "x"}),
+            "opa_policies": json!({}), "server_jwt": "a.b.c",
+        };
+        let cases = [
+            (&JWT, inputs! {"token": token}),
+            (&JWT, inputs! {"token": ""}),
+            (
+                &GEN25519,
+                inputs! {"nonce": choria_protocol::ids::new_request_id(), "token": token},
+            ),
+            (&INVENTORY, inputs! {}),
+            (&GENCSR, inputs! {"token": token, "cn": "n1.example.net"}),
+            (&GENCSR, inputs! {"token": token, "cn": "node_1"}),
+            (
+                &RELEASE_UPDATE,
+                inputs! {"repository": "https://r.example.net/", "token": token, "version": "0.29.4"},
+            ),
+            (&CONFIGURE, configure_unset),
+            (&CONFIGURE, configure_set),
+            (&RESTART, inputs! {"token": token, "splay": 1}),
+            (&SHUTDOWN, inputs! {"token": token}),
+        ];
+        for (action, data) in cases {
+            let ddl = action.checked(&ddls, &data);
+            assert!(ddl.is_ok(), "{} {data:?}: {ddl:?}", action.rpc);
+        }
+    }
+
+    #[test]
+    fn a_request_the_ddl_refuses_fails_with_the_ddls_reason() {
+        let nonce = "n".repeat(65);
+        let err = refusal(&GEN25519, inputs! {"nonce": nonce, "token": "t"});
+        assert!(
+            matches!(err, DdlError::TooLong { ref input, len: 65, max: 64 } if input == "nonce"),
+            "{err}"
+        );
+        let err = refusal(&GENCSR, inputs! {"token": "t", "cn": "-n1.example.net"});
+        assert!(
+            matches!(err, DdlError::ValidationFailed { ref input, .. } if input == "cn"),
+            "{err}"
+        );
+        let err = refusal(&JWT, inputs! {"token": "t".repeat(129)});
+        assert!(matches!(err, DdlError::TooLong { max: 128, .. }), "{err}");
+        let err = refusal(
+            &RELEASE_UPDATE,
+            inputs! {"repository": "ftp://r", "token": "t", "version": "1"},
+        );
+        assert!(
+            matches!(err, DdlError::ValidationFailed { ref input, .. } if input == "repository"),
+            "{err}"
+        );
+        let err = refusal(&CONFIGURE, inputs! {"token": "t"});
+        assert!(matches!(err, DdlError::MissingInput { .. }), "{err}");
+        let pass = PassError::Ddl {
+            rpc: GENCSR.rpc,
+            source: refusal(&GENCSR, inputs! {"token": "t", "cn": "x".repeat(81)}),
+        };
+        assert_eq!(pass.reason(), "ddl");
+        assert_eq!(
+            pass.to_string(),
+            "choria_provision#gencsr request refused by the DDL: input cn is 81 characters long, the maximum is 80"
+        );
+    }
+
+    #[test]
+    fn a_reply_missing_an_output_gets_the_ddls_default() {
+        let ddls = ddls();
+        let ddl = INVENTORY.checked(&ddls, &inputs! {}).expect("ddl");
+        let mut reply = inputs! {"version": "0.29.4", "agents": ["rpcutil"]};
+        ddl.apply_output_defaults(&mut reply);
+        assert_eq!(reply.get("upgradable"), Some(&json!(false)));
+        // Outputs with a null default stay absent; a sent value is kept.
+        assert!(!reply.contains_key("facts"));
+        assert_eq!(reply.get("version"), Some(&json!("0.29.4")));
+        let typed: InventoryReply = serde_json::from_value(Value::Object(reply)).expect("decode");
+        assert_eq!(typed.version, "0.29.4");
+        assert!(!typed.upgradable);
+
+        let ddl = JWT.checked(&ddls, &inputs! {"token": "t"}).expect("ddl");
+        let mut reply = inputs! {"jwt": "a.b.c"};
+        ddl.apply_output_defaults(&mut reply);
+        assert_eq!(reply, inputs! {"jwt": "a.b.c", "ecdh_public": ""});
+        let ddl = GEN25519
+            .checked(&ddls, &inputs! {"nonce": "n", "token": "t"})
+            .expect("ddl");
+        let mut reply = Map::new();
+        ddl.apply_output_defaults(&mut reply);
+        assert_eq!(
+            reply,
+            inputs! {"public_key": "", "directory": "", "signature": ""}
+        );
     }
 }

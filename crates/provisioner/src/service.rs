@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use choria_protocol::ddl::DdlError;
 use choria_protocol::lifecycle::{EventType, LifecycleError, LifecycleEvent};
 use choria_protocol::subjects::{
     self, SubjectError, PROVISIONER_COMPONENT, PROVISIONING_REGISTRATION_WILDCARD,
@@ -15,6 +16,7 @@ use tokio::sync::{watch, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::ddls::Ddls;
 use crate::election::{self, ElectionConfig, Role};
 use crate::helper::Helper;
 use crate::keys::{KeyError, Keys};
@@ -56,6 +58,9 @@ pub enum ServiceError {
     /// A key file of the settings is unusable.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// An embedded agent DDL does not parse.
+    #[error("embedded agent DDL: {0}")]
+    Ddl(#[from] DdlError),
 }
 
 /// Why a discovery message (startup event or registration) was not used.
@@ -240,6 +245,7 @@ impl Provisioner {
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), ServiceError> {
         let s = self.settings.clone();
         let keys = Arc::new(Keys::load(&s)?);
+        let ddls = Arc::new(Ddls::embedded()?);
         tracing::info!(
             "Choria Provisioner starting using configuration file {}. Discovery interval {:?} using {} workers",
             s.source.display(), s.interval, s.workers
@@ -361,6 +367,7 @@ impl Provisioner {
             rpc.clone(),
             s.clone(),
             keys,
+            ddls,
             helper,
             self.metrics.clone(),
             paused.clone(),

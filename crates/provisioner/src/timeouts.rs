@@ -1,7 +1,7 @@
 //! RPC and discovery timeouts derived from the Choria client config's `discovery_timeout`
 //! (spec §1.7 and §1.8): every RPC attempt waits `discovery_timeout` plus the agent DDL
-//! timeout, and the discovery window's overall timer is `discovery_timeout` capped by
-//! the 2 s discovery option.
+//! timeout (from [`crate::ddls`]), and the discovery window's overall timer is
+//! `discovery_timeout` capped by the 2 s discovery option.
 
 use std::time::Duration;
 
@@ -14,10 +14,6 @@ pub const DEFAULT_DISCOVERY_TIMEOUT_SECS: u64 = 2;
 /// Largest accepted `discovery_timeout` (seconds); beyond it a node pass would wait
 /// more than a day per attempt, which is a typo rather than a choice.
 pub const MAX_DISCOVERY_TIMEOUT_SECS: u64 = 86_400;
-/// DDL timeout of the `choria_provision` agent.
-pub const PROVISION_DDL_TIMEOUT: Duration = Duration::from_secs(20);
-/// DDL timeout of the `rpcutil` agent.
-pub const RPCUTIL_DDL_TIMEOUT: Duration = Duration::from_secs(2);
 /// The discovery option's timeout, the hard cap of the discovery window.
 pub const DISCOVERY_OPTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// The sliding window: discovery stops this long after the latest reply.
@@ -87,16 +83,28 @@ fn parse_seconds(value: &str) -> Result<u64, DiscoveryTimeoutError> {
 mod tests {
     use super::*;
 
+    use crate::ddls::{Agent, Ddls};
+
+    /// The embedded DDLs' timeouts of `choria_provision` and `rpcutil`.
+    fn ddl_timeouts() -> (Duration, Duration) {
+        let ddls = Ddls::embedded().expect("ddls");
+        (
+            ddls.timeout(Agent::ChoriaProvision),
+            ddls.timeout(Agent::Rpcutil),
+        )
+    }
+
     fn from(text: &str) -> Result<Timeouts, DiscoveryTimeoutError> {
         Timeouts::from_config(&Config::parse_str(text, "client.conf").expect("valid"))
     }
 
     #[test]
     fn the_default_gives_the_upstream_numbers() {
+        let (provision, rpcutil) = ddl_timeouts();
         let t = from("identity = p\n").expect("valid");
         assert_eq!(t, Timeouts::default());
-        assert_eq!(t.attempt(PROVISION_DDL_TIMEOUT), Duration::from_secs(22));
-        assert_eq!(t.attempt(RPCUTIL_DDL_TIMEOUT), Duration::from_secs(4));
+        assert_eq!(t.attempt(provision), Duration::from_secs(22));
+        assert_eq!(t.attempt(rpcutil), Duration::from_secs(4));
         assert_eq!(t.discovery_window(), Duration::from_secs(2));
         assert_eq!(
             from("discovery_timeout =\n").expect("valid"),
@@ -106,13 +114,14 @@ mod tests {
 
     #[test]
     fn rpc_timeouts_add_the_ddl_timeout_and_the_window_is_capped() {
+        let (provision, rpcutil) = ddl_timeouts();
         let t = from("discovery_timeout = 5\n").expect("valid");
-        assert_eq!(t.attempt(PROVISION_DDL_TIMEOUT), Duration::from_secs(25));
-        assert_eq!(t.attempt(RPCUTIL_DDL_TIMEOUT), Duration::from_secs(7));
+        assert_eq!(t.attempt(provision), Duration::from_secs(25));
+        assert_eq!(t.attempt(rpcutil), Duration::from_secs(7));
         assert_eq!(t.discovery_window(), Duration::from_secs(2));
         let t = from("discovery_timeout = 1\n").expect("valid");
-        assert_eq!(t.attempt(PROVISION_DDL_TIMEOUT), Duration::from_secs(21));
-        assert_eq!(t.attempt(RPCUTIL_DDL_TIMEOUT), Duration::from_secs(3));
+        assert_eq!(t.attempt(provision), Duration::from_secs(21));
+        assert_eq!(t.attempt(rpcutil), Duration::from_secs(3));
         assert_eq!(t.discovery_window(), Duration::from_secs(1));
     }
 
