@@ -733,21 +733,3 @@ async fn b6_refused_shutdown_is_a_failure_not_a_success() {
     assert!(run.metrics.encode().contains("reason=\"shutdown_refused\""));
     run.stop().await;
 }
-
-#[tokio::test]
-async fn a_request_the_ddl_refuses_is_not_sent() {
-    let nats = TestNats::start("", false).await.expect("nats");
-    // The gencsr `cn` is the identity, which the DDL wants to be a host name.
-    let node = TestPeerNode::start(&nats.url(), "-n1.example.net", TOKEN, "", Quirk::None).await;
-    let yaml = format!("helper: /bin/true\ntoken: {TOKEN}\nfeatures:\n  pki: true\n");
-    let run = start(&nats, &yaml, "prov1.example.net").await;
-    until("pass finished", Duration::from_secs(10), || {
-        run.status.snapshot().failed == 1
-    })
-    .await;
-    assert_eq!(node.actions(), ["inventory"], "gencsr never sent");
-    let metrics = run.metrics.encode();
-    assert!(metrics.contains("reason=\"ddl\""), "{metrics}");
-    assert_eq!(run.metrics.rpc_error_count("choria_provision#gencsr"), 0);
-    run.stop().await;
-}
