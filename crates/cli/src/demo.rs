@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use choria_demo::{DemoOptions, Flow, HelperMode};
+use choria_demo::{DemoOptions, Flow, HelperMode, SiteOptions};
 
 /// Arguments of `choria demo`.
 #[derive(Debug, clap::Args)]
@@ -84,22 +84,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         return Err(crate::Failure::usage("--workers must be at least 1").into());
     }
     let choria = std::env::current_exe()?;
+    let provisioner_binary = choria.with_file_name("choria-provisioner");
     let options = DemoOptions {
         nodes: args.nodes,
         workdir: args.workdir,
-        helper_mode: helper_mode(args.helper.is_some(), args.helper_mode),
-        helper: args.helper,
-        flow: match args.flow {
-            FlowArg::Jwt => Flow::Jwt,
-            FlowArg::Pki => Flow::Pki,
+        site: SiteOptions {
+            flow: match args.flow {
+                FlowArg::Jwt => Flow::Jwt,
+                FlowArg::Pki => Flow::Pki,
+            },
+            provisioners: args.provisioners,
+            helper_mode: helper_mode(args.helper.is_some(), args.helper_mode),
+            helper: args
+                .helper
+                .unwrap_or_else(|| choria_demo::helper::command_line(&provisioner_binary)),
+            workers: args.workers,
         },
-        provisioners: args.provisioners,
-        workers: args.workers,
         timeout: args.timeout.map(std::time::Duration::from_secs),
         boot_rate: args.boot_rate,
         progress: !args.json,
-        choria_binary: choria.clone(),
-        provisioner_binary: choria.with_file_name("choria-provisioner"),
+        choria_binary: choria,
+        provisioner_binary,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

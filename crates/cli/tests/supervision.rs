@@ -21,14 +21,13 @@ fn site(dir: &Path) -> Site {
         provisioner_monitor: port(),
     };
     let options = SiteOptions {
-        dir: dir.to_path_buf(),
         flow: Flow::Jwt,
         provisioners: 1,
         helper: "true".into(),
         helper_mode: HelperMode::Exec,
         workers: 1,
     };
-    Site::generate(&options, ports).unwrap()
+    Site::generate(dir, &options, ports).unwrap()
 }
 
 /// A broker process whose log goes to a file, killed (SIGKILL) if a test fails.

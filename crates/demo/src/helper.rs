@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -320,9 +321,37 @@ pub fn serve(
     Ok(())
 }
 
+/// The helper command line that runs this helper through `provisioner_binary`
+/// (`choria-provisioner example-helper`), quoted as the provisioner splits it.
+pub fn command_line(provisioner_binary: &Path) -> String {
+    format!(
+        "{} example-helper",
+        shell_quote(&provisioner_binary.display().to_string())
+    )
+}
+
+/// Quotes a path for the helper command line, which the provisioner splits shell-style.
+fn shell_quote(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helper_paths_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("/usr/bin/choria"), "/usr/bin/choria");
+        assert_eq!(shell_quote("/tmp/my dir/choria"), "'/tmp/my dir/choria'");
+        assert_eq!(shell_quote("/tmp/it's"), "'/tmp/it'\\''s'");
+    }
 
     fn settings() -> ExampleHelperSettings {
         ExampleHelperSettings {

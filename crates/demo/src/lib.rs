@@ -44,9 +44,6 @@ pub enum DemoError {
     /// Generating the site failed.
     #[error(transparent)]
     Site(#[from] choria_site::SiteError),
-    /// Generating certificates failed.
-    #[error(transparent)]
-    Pki(#[from] choria_pki::PkiError),
     /// Creating a token failed.
     #[error(transparent)]
     Token(#[from] choria_tokens::TokenError),

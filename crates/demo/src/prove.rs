@@ -269,17 +269,23 @@ fn ping_collective(served: &[String]) -> &str {
         .unwrap_or("choria")
 }
 
+/// The subscription's next message; `None` once it ends or `cancel` fires.
+async fn next_message(
+    subscriber: &mut async_nats::Subscriber,
+    cancel: &CancellationToken,
+) -> Option<async_nats::Message> {
+    tokio::select! {
+        message = subscriber.next() => message,
+        _ = cancel.cancelled() => None,
+    }
+}
+
 async fn watch_events(
     shared: Arc<Shared>,
     mut events: async_nats::Subscriber,
     cancel: CancellationToken,
 ) {
-    loop {
-        let message = tokio::select! {
-            message = events.next() => message,
-            _ = cancel.cancelled() => return,
-        };
-        let Some(message) = message else { return };
+    while let Some(message) = next_message(&mut events, &cancel).await {
         let Ok(event) = LifecycleEvent::parse(&message.payload) else {
             tracing::debug!(subject = %message.subject, "ignoring an unparseable lifecycle event");
             continue;
@@ -320,12 +326,7 @@ async fn watch_replies(
     mut replies: async_nats::Subscriber,
     cancel: CancellationToken,
 ) {
-    loop {
-        let message = tokio::select! {
-            message = replies.next() => message,
-            _ = cancel.cancelled() => return,
-        };
-        let Some(message) = message else { return };
+    while let Some(message) = next_message(&mut replies, &cancel).await {
         let reply = match decode_reply(&message.payload) {
             Ok(reply) => reply,
             Err(err) => {

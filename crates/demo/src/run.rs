@@ -11,7 +11,7 @@ use crate::fleet::Fleet;
 use crate::process::{own_peak_rss_mb, Service};
 use crate::prove::FleetWatch;
 use crate::report::{DemoReport, PeakRss};
-use crate::site::{Flow, HelperMode, Site, SiteOptions, SitePorts};
+use crate::site::{Flow, Site, SiteOptions, SitePorts};
 use crate::DemoError;
 
 /// How long the broker may take to accept its first authorised client.
@@ -24,16 +24,8 @@ pub struct DemoOptions {
     pub nodes: usize,
     /// Keep the site here instead of a temporary directory.
     pub workdir: Option<PathBuf>,
-    /// Helper command line; `None` runs the built-in example helper.
-    pub helper: Option<String>,
-    /// How the helper runs.
-    pub helper_mode: HelperMode,
-    /// Which flow to provision with.
-    pub flow: Flow,
-    /// Provisioners to run (more than one uses leader election).
-    pub provisioners: usize,
-    /// Workers per provisioner.
-    pub workers: usize,
+    /// The site's flow, provisioners and helper.
+    pub site: SiteOptions,
     /// Give up on nodes not in the fleet after this long (default scales with `nodes`).
     pub timeout: Option<Duration>,
     /// Nodes booted per second; `None` boots them all at once.
@@ -42,7 +34,8 @@ pub struct DemoOptions {
     pub progress: bool,
     /// The `choria` binary (runs the broker).
     pub choria_binary: PathBuf,
-    /// The `choria-provisioner` binary (runs provisioners and the built-in helper).
+    /// The `choria-provisioner` binary (runs provisioners; [`crate::helper::command_line`]
+    /// runs the built-in helper with it).
     pub provisioner_binary: PathBuf,
 }
 
@@ -120,30 +113,13 @@ pub async fn run_until(
             (Some(temp), dir)
         }
     };
-    let helper = match &options.helper {
-        Some(command) => command.clone(),
-        None => format!(
-            "{} example-helper",
-            shell_quote(&options.provisioner_binary.display().to_string())
-        ),
-    };
     let ports = SitePorts {
         client: free_port()?,
         enrolment: free_port()?,
         broker_stats: free_port()?,
         provisioner_monitor: free_port()?,
     };
-    let site = Site::generate(
-        &SiteOptions {
-            dir: dir.clone(),
-            flow: options.flow,
-            provisioners: options.provisioners,
-            helper,
-            helper_mode: options.helper_mode.clone(),
-            workers: options.workers,
-        },
-        ports,
-    )?;
+    let site = Site::generate(&dir, &options.site, ports)?;
     tracing::info!(dir = %dir.display(), flow = site.flow.as_str(), "site generated");
 
     let mut broker = Service::spawn(
@@ -277,39 +253,23 @@ fn free_port() -> Result<u16, DemoError> {
         })
 }
 
-/// Quotes a path for the helper command line, which the provisioner splits shell-style.
-fn shell_quote(text: &str) -> String {
-    if text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
-    {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn helper_paths_are_quoted_for_the_shell() {
-        assert_eq!(shell_quote("/usr/bin/choria"), "/usr/bin/choria");
-        assert_eq!(shell_quote("/tmp/my dir/choria"), "'/tmp/my dir/choria'");
-        assert_eq!(shell_quote("/tmp/it's"), "'/tmp/it'\\''s'");
-    }
+    use crate::site::HelperMode;
 
     #[test]
     fn the_default_deadline_grows_with_the_fleet() {
         let options = DemoOptions {
             nodes: 1000,
             workdir: None,
-            helper: None,
-            helper_mode: HelperMode::Persistent,
-            flow: Flow::Jwt,
-            provisioners: 1,
-            workers: 4,
+            site: SiteOptions {
+                flow: Flow::Jwt,
+                provisioners: 1,
+                helper: "choria-provisioner example-helper".into(),
+                helper_mode: HelperMode::Persistent,
+                workers: 4,
+            },
             timeout: None,
             boot_rate: None,
             progress: false,

@@ -9,7 +9,7 @@
 //! nodes/<identity>/                each simulated node's state
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use choria_config::files;
@@ -45,11 +45,9 @@ pub enum HelperMode {
     Persistent,
 }
 
-/// Inputs of [`Site::generate`].
+/// The demo's choices about its site, inputs of [`Site::generate`].
 #[derive(Debug, Clone)]
 pub struct SiteOptions {
-    /// Where to write everything.
-    pub dir: PathBuf,
     /// Which flow to set up.
     pub flow: Flow,
     /// How many provisioners to configure (more than one turns on leader election).
@@ -109,9 +107,13 @@ pub struct Site {
 }
 
 impl Site {
-    /// Generates a new site into `options.dir` with services on `ports`.
-    pub fn generate(options: &SiteOptions, ports: SitePorts) -> Result<Site, DemoError> {
-        let dir = options.dir.clone();
+    /// Generates a new site into `dir` with services on `ports`.
+    pub fn generate(
+        dir: &Path,
+        options: &SiteOptions,
+        ports: SitePorts,
+    ) -> Result<Site, DemoError> {
+        let dir = dir.to_path_buf();
         let nodes = dir.join("nodes");
         std::fs::create_dir_all(&nodes).map_err(|source| DemoError::Io {
             what: format!("creating {}", nodes.display()),
@@ -246,12 +248,10 @@ fn provisioner_config_text(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
     use std::time::SystemTime;
 
-    fn options(dir: &Path, flow: Flow) -> SiteOptions {
+    fn options(flow: Flow) -> SiteOptions {
         SiteOptions {
-            dir: dir.to_path_buf(),
             flow,
             provisioners: 2,
             helper: "/bin/true".into(),
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn a_generated_site_has_verifiable_tokens_and_private_secrets() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let site = Site::generate(&options(dir.path(), Flow::Jwt), PORTS).expect("site");
+        let site = Site::generate(dir.path(), &options(Flow::Jwt), PORTS).expect("site");
         let now = SystemTime::now();
 
         let token = std::fs::read_to_string(&site.provisioning_token).expect("token");
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn the_pki_flow_enrols_over_the_websocket_listener() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let site = Site::generate(&options(dir.path(), Flow::Pki), PORTS).expect("site");
+        let site = Site::generate(dir.path(), &options(Flow::Pki), PORTS).expect("site");
         assert_eq!(site.provisioning_url, "wss://127.0.0.1:14223");
         let broker =
             choria_config::Config::load(&site.broker_config).expect("broker config parses");

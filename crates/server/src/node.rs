@@ -12,7 +12,7 @@ use choria_protocol::subjects::SubjectError;
 
 use crate::connection::ConnectError;
 use crate::resolve;
-use crate::startup::{PlanError, StartupError};
+use crate::startup::StartupError;
 
 mod state;
 
@@ -62,12 +62,10 @@ pub enum NodeExit {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
-    /// Start-up could not decide what to do.
+    /// Start-up could not decide what to run, or the configuration does not describe a
+    /// runnable node.
     #[error(transparent)]
     Startup(#[from] StartupError),
-    /// The configuration does not describe a runnable node.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
     /// No broker could be resolved.
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),

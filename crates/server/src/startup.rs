@@ -8,32 +8,23 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use choria_config::Config;
-
 use choria_config::files::FileError;
+use choria_config::{Config, ConfigError};
+use choria_protocol::subjects::SubjectError;
 use choria_tokens::TokenError;
 
+use crate::node::NodeOptions;
+use crate::resolve::ResolveError;
 use crate::settings::{
     ProvisionSettings, ResolverError, TokenOverrides, DEFAULT_PROVISION_JWT_FILE, MAX_TOKEN_BYTES,
 };
 
 pub mod plan;
 
-pub use plan::{plan, Plan, PlanError};
+pub use plan::{plan, Plan};
 
 /// Config key naming the provisioning JWT (our addition, so tests and simulators need no root).
 pub const JWT_FILE_KEY: &str = "plugin.choria.server.provision.jwt_file";
-
-/// What start-up needs to know.
-#[derive(Debug, Clone, Default)]
-pub struct StartupInputs {
-    /// `--config FILE`.
-    pub config_file: PathBuf,
-    /// `--provisioning-jwt`, overriding the key and the default path.
-    pub provisioning_jwt: Option<PathBuf>,
-    /// Identity when the configuration sets none (defaults to the host name).
-    pub default_identity: Option<String>,
-}
 
 /// Which mode the node runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +52,14 @@ pub struct Startup {
     pub reason: String,
 }
 
-/// Errors that stop start-up.
+/// Errors that stop start-up: deciding the mode ([`decide`]) or planning the node it
+/// decided on ([`plan()`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartupError {
-    /// The configuration file exists but cannot be parsed.
+    /// The configuration file cannot be parsed, or one of its values is malformed.
     #[error(transparent)]
-    Config(#[from] choria_config::ConfigError),
+    Config(#[from] ConfigError),
     /// No configuration and nothing to provision with.
     #[error("configuration file {0} was not found and provisioning is disabled (no provisioning JWT found)")]
     NothingToRun(PathBuf),
@@ -83,6 +75,30 @@ pub enum StartupError {
     /// No identity could be determined.
     #[error("could not determine the node identity: set `identity` in the configuration")]
     NoIdentity,
+    /// A collective or the identity cannot be used in subjects.
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    /// Normal mode without `plugin.choria.middleware_hosts`.
+    #[error("cannot run in normal mode: plugin.choria.middleware_hosts is not set")]
+    NoBrokers,
+    /// `plugin.choria.middleware_hosts` is malformed.
+    #[error(transparent)]
+    Brokers(#[from] ResolveError),
+    /// The server token or seed is unusable.
+    #[error("cannot run in normal mode: {0}")]
+    Token(#[from] TokenSeedError),
+    /// Only one of the client certificate and key is set.
+    #[error("cannot run in normal mode: plugin.security.choria.certificate and plugin.security.choria.key must be set together")]
+    CertificateWithoutKey,
+    /// Neither a server JWT nor a certificate, key and CA.
+    #[error("cannot run in normal mode: no server JWT configured and no certificate, key and CA in {}", .ssldir.display())]
+    NoCredentials {
+        /// Where the certificate was looked for.
+        ssldir: PathBuf,
+    },
+    /// The server belongs to no collective.
+    #[error("cannot run in normal mode: the server has no collectives")]
+    NoCollectives,
 }
 
 /// Why a server token and seed cannot be used (the node then provisions again).
@@ -219,15 +235,15 @@ pub fn check_token_and_seed(
     Ok(claims)
 }
 
-/// Decides the start-up mode.
-pub fn decide(inputs: &StartupInputs, now: SystemTime) -> Result<Startup, StartupError> {
-    let config_dir = config_dir(&inputs.config_file);
-    let on_disk = if inputs.config_file.exists() {
-        Some(Config::load(&inputs.config_file)?)
+/// Decides the start-up mode of the node started with `options`.
+pub fn decide(options: &NodeOptions, now: SystemTime) -> Result<Startup, StartupError> {
+    let config_dir = config_dir(&options.config_file);
+    let on_disk = if options.config_file.exists() {
+        Some(Config::load(&options.config_file)?)
     } else {
         None
     };
-    let jwt_file = inputs
+    let jwt_file = options
         .provisioning_jwt
         .clone()
         .or_else(|| {
@@ -280,17 +296,17 @@ pub fn decide(inputs: &StartupInputs, now: SystemTime) -> Result<Startup, Startu
             Config::new(),
             format!(
                 "no configuration at {}, provisioning",
-                inputs.config_file.display()
+                options.config_file.display()
             ),
         ),
-        None => return Err(StartupError::NothingToRun(inputs.config_file.clone())),
+        None => return Err(StartupError::NothingToRun(options.config_file.clone())),
     };
 
     let identity = config
         .get("identity")
         .filter(|id| !id.is_empty())
         .map(str::to_string)
-        .or_else(|| inputs.default_identity.clone())
+        .or_else(|| options.identity.clone())
         .or_else(hostname)
         .ok_or(StartupError::NoIdentity)?;
 
@@ -398,11 +414,12 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
     }
 
-    fn inputs(dir: &Path) -> StartupInputs {
-        StartupInputs {
+    fn inputs(dir: &Path) -> NodeOptions {
+        NodeOptions {
             config_file: dir.join("server.conf"),
             provisioning_jwt: Some(dir.join("provisioning.jwt")),
-            default_identity: Some("n1.example.net".into()),
+            identity: Some("n1.example.net".into()),
+            restart: crate::node::RestartPolicy::InPlace,
         }
     }
 

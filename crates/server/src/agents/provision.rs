@@ -497,11 +497,7 @@ impl ProvisionAgent {
     }
 
     fn restart(&mut self, data: &Value) -> Result<(Value, Effect), ActionError> {
-        if !self.context.provision_mode && self.context.token.is_empty() {
-            return Err(ActionError::aborted(
-                "Cannot restart a server that is not in provisioning mode or with no token set",
-            ));
-        }
+        self.require_exit_guard("restart")?;
         let input: RestartInput = decode("restart", data)?;
         self.check_token(&input.token)?;
         let splay = match input.splay {
@@ -529,32 +525,26 @@ impl ProvisionAgent {
                 config_file.display()
             )));
         }
-        self.schedule_exit()?;
         let seconds = rand::thread_rng().gen_range(0..splay) as u64 + 2;
-        Ok((
-            json!({"message": format!("Restarting Choria Server after {seconds}s")}),
+        self.schedule_exit(
+            format!("Restarting Choria Server after {seconds}s"),
             Effect::Restart {
                 after: Duration::from_secs(seconds),
             },
-        ))
+        )
     }
 
     fn shutdown(&mut self, data: &Value) -> Result<(Value, Effect), ActionError> {
-        if !self.context.provision_mode && self.context.token.is_empty() {
-            return Err(ActionError::aborted(
-                "Cannot shutdown a server that is not in provisioning mode or with no token set",
-            ));
-        }
+        self.require_exit_guard("shutdown")?;
         let input: TokenInput = decode("shutdown", data)?;
         self.check_token(&input.token)?;
-        self.schedule_exit()?;
         let seconds = rand::thread_rng().gen_range(0..10u64);
-        Ok((
-            json!({"message": format!("Shutting Choria Server down after {seconds}s")}),
+        self.schedule_exit(
+            format!("Shutting Choria Server down after {seconds}s"),
             Effect::Shutdown {
                 after: Duration::from_secs(seconds),
             },
-        ))
+        )
     }
 
     fn reprovision(
@@ -594,14 +584,13 @@ impl ProvisionAgent {
         conf::render(&settings, request)
             .and_then(|text| conf::write_config(&config_file, &text))
             .map_err(|err| ActionError::aborted(format!("Could not write config: {err}")))?;
-        self.schedule_exit()?;
         let seconds = rand::thread_rng().gen_range(2..12u64);
-        Ok((
-            json!({"message": format!("Restarting after {seconds}s")}),
+        self.schedule_exit(
+            format!("Restarting after {seconds}s"),
             Effect::Restart {
                 after: Duration::from_secs(seconds),
             },
-        ))
+        )
     }
 
     fn release_update(&mut self, data: &Value) -> Result<Value, ActionError> {
@@ -622,14 +611,30 @@ impl ProvisionAgent {
         ))
     }
 
-    fn schedule_exit(&mut self) -> Result<(), ActionError> {
+    /// `restart` and `shutdown` are open to anyone on a provisioning node, but a
+    /// provisioned node only lets them through when a token guards them.
+    fn require_exit_guard(&self, action: &str) -> Result<(), ActionError> {
+        if !self.context.provision_mode && self.context.token.is_empty() {
+            return Err(ActionError::aborted(format!(
+                "Cannot {action} a server that is not in provisioning mode or with no token set"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Schedules the node's one restart or shutdown (`effect`), answering `message`.
+    fn schedule_exit(
+        &mut self,
+        message: String,
+        effect: Effect,
+    ) -> Result<(Value, Effect), ActionError> {
         if self.exit_scheduled {
             return Err(ActionError::aborted(
                 "A restart or shutdown is already scheduled",
             ));
         }
         self.exit_scheduled = true;
-        Ok(())
+        Ok((json!({ "message": message }), effect))
     }
 }
 

@@ -17,19 +17,14 @@ use crate::connection;
 use crate::resolve;
 use crate::session::Session;
 use crate::startup::plan::{Brokers, SERVER_COMPONENT};
-use crate::startup::{self, Mode, Plan, StartupInputs};
+use crate::startup::{self, Mode, Plan};
 
 /// Deciding the mode from the configuration and the provisioning JWT.
 pub(super) struct Starting<'a>(pub(super) &'a NodeOptions);
 
 impl Starting<'_> {
     pub(super) fn plan(self, now: SystemTime) -> Result<Connecting, NodeError> {
-        let inputs = StartupInputs {
-            config_file: self.0.config_file.clone(),
-            provisioning_jwt: self.0.provisioning_jwt.clone(),
-            default_identity: self.0.identity.clone(),
-        };
-        let startup = startup::decide(&inputs, now)?;
+        let startup = startup::decide(self.0, now)?;
         subjects::validate_identity(&startup.identity).map_err(NodeError::Identity)?;
         tracing::info!(identity = %startup.identity, mode = ?startup.mode, reason = %startup.reason, "starting node");
         let plan = startup::plan(&startup, &self.0.config_file, now)?;
@@ -304,7 +299,7 @@ mod tests {
         // A kept configuration in normal mode without brokers is refused by the plan.
         let err = Starting(&options).plan(SystemTime::now()).err().unwrap();
         assert!(
-            matches!(err, NodeError::Plan(startup::PlanError::NoBrokers)),
+            matches!(err, NodeError::Startup(StartupError::NoBrokers)),
             "{err}"
         );
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use choria_config::{Config, ConfigError};
-use choria_protocol::subjects::{self, SubjectError};
+use choria_config::Config;
+use choria_protocol::subjects;
 
 use crate::agents::provision::{self, ProvisionContext};
 use crate::agents::rpcutil::{self, NodeFacts};
@@ -18,7 +18,7 @@ use crate::connection::{self, ConnectSpec, Credentials};
 use crate::resolve::{self, BrokerUrl};
 use crate::session::ReplyKey;
 use crate::settings::MAX_TOKEN_BYTES;
-use crate::startup::{Mode, Startup, TokenSeedError};
+use crate::startup::{Mode, Startup, StartupError, TokenSeedError};
 use crate::verify::{Trust, Verification};
 
 /// Largest facts file read.
@@ -134,48 +134,15 @@ impl Plan {
     }
 }
 
-/// Why no plan could be made.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PlanError {
-    /// A configuration value is malformed.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A collective or the identity cannot be used in subjects.
-    #[error(transparent)]
-    Subject(#[from] SubjectError),
-    /// `plugin.choria.middleware_hosts` is malformed.
-    #[error(transparent)]
-    Brokers(#[from] resolve::ResolveError),
-    /// Normal mode without `plugin.choria.middleware_hosts`.
-    #[error("cannot run in normal mode: plugin.choria.middleware_hosts is not set")]
-    NoBrokers,
-    /// The server token or seed is unusable.
-    #[error("cannot run in normal mode: {0}")]
-    Token(#[from] TokenSeedError),
-    /// Only one of the client certificate and key is set.
-    #[error("cannot run in normal mode: plugin.security.choria.certificate and plugin.security.choria.key must be set together")]
-    CertificateWithoutKey,
-    /// Neither a server JWT nor a certificate, key and CA.
-    #[error("cannot run in normal mode: no server JWT configured and no certificate, key and CA in {}", .ssldir.display())]
-    NoCredentials {
-        /// Where the certificate was looked for.
-        ssldir: PathBuf,
-    },
-    /// The server belongs to no collective.
-    #[error("cannot run in normal mode: the server has no collectives")]
-    NoCollectives,
-}
-
 /// The plan for `startup`, the node started with `config_file`, at `now`.
-pub fn plan(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Plan, PlanError> {
+pub fn plan(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Plan, StartupError> {
     match startup.mode {
         Mode::Provisioning => provisioning(startup, config_file),
         Mode::Normal => normal(startup, config_file, now),
     }
 }
 
-fn provisioning(startup: &Startup, config_file: &Path) -> Result<Plan, PlanError> {
+fn provisioning(startup: &Startup, config_file: &Path) -> Result<Plan, StartupError> {
     let settings = &startup.settings;
     let config = &startup.config;
     let user = (!settings.username.is_empty() && !settings.password.is_empty())
@@ -234,12 +201,12 @@ fn provisioning(startup: &Startup, config_file: &Path) -> Result<Plan, PlanError
     })
 }
 
-fn normal(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Plan, PlanError> {
+fn normal(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Plan, StartupError> {
     let config = &startup.config;
     let config_dir = super::config_dir(config_file);
     let hosts = config
         .get("plugin.choria.middleware_hosts")
-        .ok_or(PlanError::NoBrokers)?;
+        .ok_or(StartupError::NoBrokers)?;
     let servers = resolve::parse_urls(hosts)?;
     let ssldir = config
         .get("plugin.choria.ssldir")
@@ -256,7 +223,7 @@ fn normal(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Plan
             let cert = ssldir.join("certificate.pem");
             let key = ssldir.join("private.pem");
             if !cert.exists() || !key.exists() || ca.is_none() {
-                return Err(PlanError::NoCredentials { ssldir });
+                return Err(StartupError::NoCredentials { ssldir });
             }
             let collectives = config
                 .get_list("collectives")
@@ -264,7 +231,7 @@ fn normal(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Plan
             (Credentials::Certificate { cert, key }, collectives, None)
         }
     };
-    let first = collectives.first().ok_or(PlanError::NoCollectives)?;
+    let first = collectives.first().ok_or(StartupError::NoCollectives)?;
     let main = config.get("main_collective").unwrap_or(first).to_string();
     let mut agents = vec![choria_util::AGENT, discovery::AGENT, rpcutil::AGENT];
     let mut subscriptions = Vec::new();
@@ -324,7 +291,7 @@ fn jwt_credentials(
     token_file: &Path,
     seed_file: &Path,
     now: SystemTime,
-) -> Result<(Credentials, Vec<String>, Option<ReplyKey>), PlanError> {
+) -> Result<(Credentials, Vec<String>, Option<ReplyKey>), StartupError> {
     let claims = super::check_token_and_seed(token_file, seed_file, now)?;
     let jwt = choria_config::files::read_capped_string(token_file, MAX_TOKEN_BYTES)
         .map_err(|source| TokenSeedError::Unreadable {
@@ -354,7 +321,7 @@ fn jwt_credentials(
     ) {
         (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
         (None, None) => None,
-        _ => return Err(PlanError::CertificateWithoutKey),
+        _ => return Err(StartupError::CertificateWithoutKey),
     };
     let credentials = Credentials::ServerJwt {
         jwt,
@@ -546,19 +513,19 @@ mod tests {
                 &dir.path().join("server.conf"),
                 SystemTime::now()
             ),
-            Err(PlanError::Subject(_))
+            Err(StartupError::Subject(_))
         ));
         let empty = startup(Mode::Normal, Config::new(), ProvisionSettings::default());
         assert!(matches!(
             plan(&empty, &dir.path().join("server.conf"), SystemTime::now()),
-            Err(PlanError::NoBrokers)
+            Err(StartupError::NoBrokers)
         ));
         let no_key = certificate_site(dir.path(), "");
         std::fs::remove_file(dir.path().join("ssl/private.pem")).unwrap();
         let startup = startup(Mode::Normal, no_key, ProvisionSettings::default());
         assert!(matches!(
             plan(&startup, &dir.path().join("server.conf"), SystemTime::now()),
-            Err(PlanError::NoCredentials { .. })
+            Err(StartupError::NoCredentials { .. })
         ));
     }
 }
