@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use rand::rngs::OsRng;
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -48,7 +49,7 @@ pub struct ProvisionContext {
     /// Where the provisioning JWT lives (`ProvisionJWTFile`).
     pub jwt_file: Option<PathBuf>,
     /// The token every action must carry (`cht`); empty means any token passes.
-    pub token: String,
+    pub token: SecretString,
     /// Whether the node is in provisioning mode (`ProvisionMode()`).
     pub provision_mode: bool,
     /// `plugin.choria.server.provision.allow_update` as currently effective.
@@ -243,7 +244,8 @@ impl ProvisionAgent {
     }
 
     fn check_token(&self, given: &str) -> Result<(), ActionError> {
-        if self.context.token.is_empty() || given == self.context.token {
+        let token = self.context.token.expose_secret();
+        if token.is_empty() || given == token {
             Ok(())
         } else {
             Err(ActionError::aborted("Incorrect provision token supplied"))
@@ -497,7 +499,7 @@ impl ProvisionAgent {
     }
 
     fn restart(&mut self, data: &Value) -> Result<(Value, Effect), ActionError> {
-        if !self.context.provision_mode && self.context.token.is_empty() {
+        if !self.context.provision_mode && self.context.token.expose_secret().is_empty() {
             return Err(ActionError::aborted(
                 "Cannot restart a server that is not in provisioning mode or with no token set",
             ));
@@ -540,7 +542,7 @@ impl ProvisionAgent {
     }
 
     fn shutdown(&mut self, data: &Value) -> Result<(Value, Effect), ActionError> {
-        if !self.context.provision_mode && self.context.token.is_empty() {
+        if !self.context.provision_mode && self.context.token.expose_secret().is_empty() {
             return Err(ActionError::aborted(
                 "Cannot shutdown a server that is not in provisioning mode or with no token set",
             ));
