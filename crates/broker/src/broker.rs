@@ -247,7 +247,7 @@ impl Broker {
                 pubsub_for_mtls: settings.pubsub_for_mtls,
                 client_hosts_set: !settings.client_hosts.is_empty(),
                 fips: settings.fips,
-                probe_password: probe_password.clone(),
+                probe_password: probe_password.as_str().into(),
             },
             verifier,
             issuer,

@@ -2,6 +2,7 @@
 //! connection to a grant or a rejection; the callout service is only the shell around it.
 
 use choria_tokens::{claimed_purpose, ClaimedPurpose, NonceError, Purpose, SignatureEncoding};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::natsjwt::{AuthorizationRequest, Grant};
 use crate::permissions::{self, Account, ClientGrant, Permissions, ServerGrant};
@@ -93,8 +94,8 @@ impl<'a> Connection<'a> {
             tls,
             nonce: &request.client_info.nonce,
             user: &opts.user,
-            pass: &opts.pass,
-            token: opts.auth_token.trim(),
+            pass: opts.pass.expose_secret(),
+            token: opts.auth_token.expose_secret().trim(),
             sig: &opts.sig,
             name: &opts.name,
         }
@@ -122,16 +123,16 @@ pub trait TokenVerifier: Send + Sync {
 }
 
 /// Broker-wide authorization settings (derived from [`crate::BrokerSettings`]).
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Policy {
     /// Client port TLS mode.
     pub tls_mode: TlsMode,
     /// `provisioning.client_password`; `Some` creates the provisioning account.
-    pub provisioning_password: Option<String>,
+    pub provisioning_password: Option<SecretString>,
     /// `provisioning.provisioner_without_token`.
     pub provisioner_without_token: bool,
     /// `system.user` and `system.password` when both are set.
-    pub system: Option<(String, String)>,
+    pub system: Option<(String, SecretString)>,
     /// `deny_server_connections`.
     pub deny_server_connections: bool,
     /// Issuer mode: verified mTLS connections without a JWT get P_PUBSUB when this is set
@@ -145,18 +146,7 @@ pub struct Policy {
     /// Reply-subject hashes without md5.
     pub fips: bool,
     /// Password of [`PROBE_USER`], random per process.
-    pub probe_password: String,
-}
-
-impl std::fmt::Debug for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy")
-            .field("tls_mode", &self.tls_mode)
-            .field("provisioning", &self.provisioning_password.is_some())
-            .field("system_user", &self.system.as_ref().map(|(u, _)| u))
-            .field("issuer_mode", &self.issuer_mode)
-            .finish_non_exhaustive()
-    }
+    pub probe_password: SecretString,
 }
 
 /// Why a connection was refused; `Display` is the logged reason (never a secret),
@@ -394,7 +384,8 @@ pub fn decide(
 }
 
 fn probe(policy: &Policy, conn: &Connection<'_>) -> Result<Grant, Rejection> {
-    if policy.probe_password.is_empty() || !constant_eq(conn.pass, &policy.probe_password) {
+    let probe_password = policy.probe_password.expose_secret();
+    if probe_password.is_empty() || !constant_eq(conn.pass, probe_password) {
         return Err(Rejection::Probe);
     }
     Ok(Grant {
@@ -415,7 +406,7 @@ fn provisioner(
     if conn.pass.is_empty() {
         return Err(ProvisionerDenied::NoPassword);
     }
-    if !constant_eq(conn.pass, password) {
+    if !constant_eq(conn.pass, password.expose_secret()) {
         return Err(ProvisionerDenied::WrongPassword);
     }
     let grant = Grant {
@@ -469,7 +460,7 @@ fn system(
         }
         verify_nonce(conn, &public_key).map_err(SystemDenied::Nonce)?;
     }
-    if !(constant_eq(conn.user, user) && constant_eq(conn.pass, password)) {
+    if !(constant_eq(conn.user, user) && constant_eq(conn.pass, password.expose_secret())) {
         return Err(SystemDenied::WrongCredentials);
     }
     Ok(Grant {
@@ -953,6 +944,15 @@ mod tests {
             ),
             Err(Rejection::UnknownPurpose(_))
         ));
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let text = format!("{:?}", fixture().policy);
+        for secret in ["s3cret", "sysS3cret", "\"probe\""] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("system"), "{text}");
     }
 
     #[test]

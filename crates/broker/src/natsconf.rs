@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use secrecy::ExposeSecret;
+
 use crate::decision::TlsMode;
 use crate::settings::BrokerSettings;
 
@@ -165,13 +167,19 @@ pub fn render(settings: &BrokerSettings, internal: &Internal<'_>) -> String {
                 out,
                 "  authorization {{ user: {}, password: {} }}",
                 q(&cluster.user),
-                q(&cluster.password)
+                q(cluster.password.expose_secret())
             );
         }
         let routes: Vec<String> = cluster
             .peers
             .iter()
-            .map(|peer| q(&route_url(peer, &cluster.user, &cluster.password)))
+            .map(|peer| {
+                q(&route_url(
+                    peer,
+                    &cluster.user,
+                    cluster.password.expose_secret(),
+                ))
+            })
             .collect();
         let _ = writeln!(out, "  routes: [ {} ]", routes.join(", "));
         let _ = writeln!(out, "}}");

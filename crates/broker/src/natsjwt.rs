@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use nkeys::KeyPair;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha512_256};
 
@@ -63,32 +64,20 @@ pub struct ClientInfo {
     pub nonce: String,
 }
 
-/// The client's CONNECT options (claim `nats.connect_opts`). Holds secrets: not `Debug`.
-#[derive(Clone, Default, Deserialize)]
+/// The client's CONNECT options (claim `nats.connect_opts`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ConnectOpts {
     /// CONNECT `auth_token`: where Choria JWTs arrive.
-    pub auth_token: String,
+    pub auth_token: SecretString,
     /// CONNECT `sig`: b64url ed25519 signature of the nonce.
     pub sig: String,
     /// CONNECT `user`.
     pub user: String,
     /// CONNECT `pass`.
-    pub pass: String,
+    pub pass: SecretString,
     /// CONNECT `name`: the connection name (a node's identity).
     pub name: String,
-}
-
-impl std::fmt::Debug for ConnectOpts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectOpts")
-            .field("auth_token_len", &self.auth_token.len())
-            .field("sig_len", &self.sig.len())
-            .field("user", &self.user)
-            .field("pass", &"*****")
-            .field("name", &self.name)
-            .finish()
-    }
 }
 
 /// The TLS state of the connection (claim `nats.client_tls`).
@@ -349,7 +338,7 @@ mod tests {
         assert_eq!(req.connect_opts.name, "node1");
         assert!(req.client_tls.is_some());
         let dbg = format!("{:?}", req.connect_opts);
-        assert!(!dbg.contains("\"p\""), "{dbg}");
+        assert!(!dbg.contains("\"p\"") && !dbg.contains("\"t\""), "{dbg}");
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub async fn connect_system(login: SystemLogin) -> Result<async_nats::Client, Re
     };
     let token = match (token, seed) {
         (Some(jwt), Some(seed)) => Some(Token::signed(jwt, seed)),
-        (Some(jwt), None) => Some(Token::Bearer(jwt)),
+        (Some(jwt), None) => Some(Token::Bearer(jwt.into())),
         (None, _) => None,
     };
     let servers = parse_servers([&url]).map_err(ReportError::Connect)?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use choria_config::{Config, ConfigError};
+use secrecy::SecretString;
 
 use crate::decision::TlsMode;
 
@@ -88,7 +89,7 @@ pub struct StreamSettings {
 }
 
 /// Cluster routes (spec §1.6).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClusterSettings {
     /// `peers`: route URLs (`nats://host:port` or `host:port`).
     pub peers: Vec<String>,
@@ -97,21 +98,11 @@ pub struct ClusterSettings {
     /// `peer_user` (empty: no route auth).
     pub user: String,
     /// `peer_password`.
-    pub password: String,
-}
-
-impl std::fmt::Debug for ClusterSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterSettings")
-            .field("peers", &self.peers)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
+    pub password: SecretString,
 }
 
 /// Everything the broker needs, validated.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct BrokerSettings {
     /// `identity`: nats-server name.
     pub identity: String,
@@ -130,13 +121,13 @@ pub struct BrokerSettings {
     /// `plugin.choria.network.auth_timeout`.
     pub auth_timeout: Duration,
     /// `plugin.choria.network.provisioning.client_password`.
-    pub provisioning_password: Option<String>,
+    pub provisioning_password: Option<SecretString>,
     /// `plugin.choria.network.provisioning.signer_cert`.
     pub provisioning_signer: Option<PathBuf>,
     /// `plugin.choria.network.provisioning.provisioner_without_token`.
     pub provisioner_without_token: bool,
     /// `plugin.choria.network.system.user` / `.password`.
-    pub system: Option<(String, String)>,
+    pub system: Option<(String, SecretString)>,
     /// `plugin.choria.network.server_signer_cert`: hex keys or key files.
     pub server_signers: Vec<String>,
     /// `plugin.choria.network.client_signer_cert`: hex keys or key files.
@@ -169,24 +160,6 @@ pub struct BrokerSettings {
     /// `plugin.choria.network.mapping.names` with each `.<name>.source` / `.destination`:
     /// subject mappings in the `choria` account (spec §1.4).
     pub mappings: Vec<(String, String)>,
-}
-
-impl std::fmt::Debug for BrokerSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerSettings")
-            .field("identity", &self.identity)
-            .field("listen_address", &self.listen_address)
-            .field("client_port", &self.client_port)
-            .field("tls_mode", &self.tls_mode)
-            .field("tls", &self.tls)
-            .field("enrolment_port", &self.enrolment_port)
-            .field("provisioning", &self.provisioning_password.is_some())
-            .field("system_user", &self.system.as_ref().map(|(u, _)| u))
-            .field("issuers", &self.issuers)
-            .field("streams", &self.streams)
-            .field("cluster", &self.cluster)
-            .finish_non_exhaustive()
-    }
 }
 
 impl BrokerSettings {
@@ -226,7 +199,8 @@ impl BrokerSettings {
             });
         }
         let timeout_range = Duration::from_millis(1)..=Duration::from_secs(60);
-        let provisioning_password = non_empty(cfg, &key("provisioning.client_password"));
+        let provisioning_password =
+            non_empty(cfg, &key("provisioning.client_password")).map(SecretString::from);
         let provisioning_signer = cfg.get_path(&key("provisioning.signer_cert"))?;
         if let Some(path) = &provisioning_signer {
             if !path.is_file() {
@@ -243,7 +217,7 @@ impl BrokerSettings {
             non_empty(cfg, &key("system.user")),
             non_empty(cfg, &key("system.password")),
         ) {
-            (Some(u), Some(p)) => Some((u, p)),
+            (Some(u), Some(p)) => Some((u, p.into())),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(SettingsError::Missing {
@@ -305,7 +279,7 @@ impl BrokerSettings {
                 peers,
                 port: cfg.get_int_or(&key("peer_port"), 1..=65535, DEFAULT_PEER_PORT)?,
                 user: cfg.get_string_or(&key("peer_user"), ""),
-                password: cfg.get_string_or(&key("peer_password"), ""),
+                password: cfg.get_string_or(&key("peer_password"), "").into(),
             })
         };
         let replicas_default = cluster.as_ref().map_or(1, |c| c.peers.len().max(1));
@@ -489,6 +463,27 @@ mod tests {
             err.to_string().contains("plugin.security.file.certificate"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = parse(&format!(
+            "{}plugin.choria.network.provisioning.client_password = provS3cret
+             plugin.choria.network.system.user = system
+             plugin.choria.network.system.password = sysS3cret
+             plugin.choria.network.peers = b2:5222
+             plugin.choria.network.peer_user = routes
+             plugin.choria.network.peer_password = peerS3cret
+",
+            base(dir.path())
+        ))
+        .expect("settings");
+        let text = format!("{s:?}");
+        for secret in ["provS3cret", "sysS3cret", "peerS3cret"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("routes"), "{text}");
     }
 
     #[test]

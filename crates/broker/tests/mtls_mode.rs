@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use choria_connect::{ClientCertificate, Tls};
 use choria_testkit::site::{Credentials, SiteOptions, TestSite};
 use common::*;
+use secrecy::ExposeSecret;
 
 fn client_cert(site: &TestSite, name: &str) -> (PathBuf, PathBuf) {
     let issued = site.ca.issue_client_certificate(name).expect("client cert");
     let cert = site.dir.path().join(format!("{name}-cert.pem"));
     let key = site.dir.path().join(format!("{name}-key.pem"));
     std::fs::write(&cert, issued.certificate_pem).expect("write");
-    std::fs::write(&key, issued.private_key_pem).expect("write");
+    std::fs::write(&key, issued.private_key_pem.expose_secret()).expect("write");
     (cert, key)
 }
 

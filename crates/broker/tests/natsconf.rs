@@ -4,6 +4,7 @@
 use choria_broker::natsconf::{render, Internal};
 use choria_broker::BrokerSettings;
 use choria_config::Config;
+use secrecy::ExposeSecret;
 
 #[test]
 fn full_configuration_passes_nats_server_config_test() {
@@ -15,7 +16,7 @@ fn full_configuration_passes_nats_server_config_test() {
     let path = |n: &str| dir.path().join(n);
     std::fs::write(path("ca.pem"), ca.certificate_pem()).expect("write");
     std::fs::write(path("cert.pem"), &cert.certificate_pem).expect("write");
-    std::fs::write(path("key.pem"), &cert.private_key_pem).expect("write");
+    std::fs::write(path("key.pem"), cert.private_key_pem.expose_secret()).expect("write");
     let text = format!(
         "plugin.choria.broker_network = true\n\
          identity = b1.example.net\n\

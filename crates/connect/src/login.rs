@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_nats::{Auth, ConnectOptions, ServerAddr};
 use choria_tokens::Ed25519Seed;
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ConnectError;
@@ -73,13 +74,13 @@ pub struct Login {
     pub capacity: Option<usize>,
 }
 
-/// CONNECT `user` and `pass`. Debug shows the user only.
-#[derive(Clone, PartialEq, Eq)]
+/// CONNECT `user` and `pass`.
+#[derive(Debug, Clone)]
 pub struct UserPassword {
     /// User name.
     pub user: String,
-    /// Password (secret).
-    pub password: String,
+    /// Password.
+    pub password: SecretString,
 }
 
 impl UserPassword {
@@ -87,30 +88,22 @@ impl UserPassword {
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> UserPassword {
         UserPassword {
             user: user.into(),
-            password: password.into(),
+            password: SecretString::from(Into::<String>::into(password)),
         }
     }
 }
 
-impl std::fmt::Debug for UserPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserPassword")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The Choria JWT a connection presents. Debug names the kind only.
-#[derive(Clone)]
+/// The Choria JWT a connection presents; JWTs are bearer secrets.
+#[derive(Debug, Clone)]
 pub enum Token {
     /// Sent verbatim (not trimmed) as `auth_token`, without `jwt` or a nonce signature:
     /// the provisioning JWT of a node in provisioning mode (spec §4.5).
-    Bearer(String),
+    Bearer(SecretString),
     /// A server or client JWT sent as `auth_token`, with the broker's nonce signed by
     /// `seed` (the key the JWT's `public_key` names) as `sig`.
     Signed {
         /// The JWT.
-        jwt: String,
+        jwt: SecretString,
         /// The ed25519 seed matching the JWT's public key.
         seed: Arc<Ed25519Seed>,
         /// Also send the JWT as CONNECT `jwt`, as Choria's connector does (spec
@@ -125,20 +118,10 @@ impl Token {
     /// as Choria's connector sends it (in `auth_token` and `jwt`).
     pub fn signed(jwt: impl Into<String>, seed: Ed25519Seed) -> Token {
         Token::Signed {
-            jwt: jwt.into(),
+            jwt: SecretString::from(Into::<String>::into(jwt)),
             seed: Arc::new(seed),
             mirror_in_jwt: true,
         }
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // JWTs are bearer secrets: name the kind only.
-        f.write_str(match self {
-            Token::Bearer(_) => "Token::Bearer",
-            Token::Signed { .. } => "Token::Signed",
-        })
     }
 }
 
@@ -274,18 +257,19 @@ fn authenticate(user: Option<&UserPassword>, token: Option<&Token>, nonce: &[u8]
     let mut auth = Auth::new();
     if let Some(user) = user {
         auth.username = Some(user.user.clone());
-        auth.password = Some(user.password.clone());
+        auth.password = Some(user.password.expose_secret().to_string());
     }
     match token {
         None => {}
-        Some(Token::Bearer(jwt)) => auth.token = Some(jwt.clone()),
+        Some(Token::Bearer(jwt)) => auth.token = Some(jwt.expose_secret().to_string()),
         Some(Token::Signed {
             jwt,
             seed,
             mirror_in_jwt,
         }) => {
-            auth.token = Some(jwt.clone());
-            auth.jwt = mirror_in_jwt.then(|| jwt.clone());
+            let jwt = jwt.expose_secret();
+            auth.token = Some(jwt.to_string());
+            auth.jwt = mirror_in_jwt.then(|| jwt.to_string());
             // async-nats sends it base64url without padding, as the broker expects.
             auth.signature = Some(seed.sign(nonce).to_vec());
         }

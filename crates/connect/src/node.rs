@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use choria_resolve::BrokerUrl;
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ConnectError;
@@ -16,19 +17,19 @@ use crate::tls::{ClientCertificate, Tls};
 pub const SUBSCRIPTION_CAPACITY: usize = 64;
 
 /// How a node authenticates.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum Credentials {
     /// Provisioning mode: the provisioning JWT verbatim as `auth_token`, optional user/pass.
     Provisioning {
         /// The file's contents (sent unmodified).
-        jwt: String,
+        jwt: SecretString,
         /// `chusr`/`chpwd` when both are set.
-        user: Option<(String, String)>,
+        user: Option<(String, SecretString)>,
     },
     /// Normal mode with JWT security: server JWT in `auth_token` and `jwt`, nonce signed.
     ServerJwt {
         /// The server JWT (trimmed).
-        jwt: String,
+        jwt: SecretString,
         /// The node's seed (boxed: it dwarfs the other variants).
         seed: Box<choria_tokens::Ed25519Seed>,
         /// Client certificate and key shown to brokers in mtls mode
@@ -42,17 +43,6 @@ pub enum Credentials {
         /// Private key PEM path.
         key: PathBuf,
     },
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Tokens, passwords and seeds are secrets: name the kind only.
-        f.write_str(match self {
-            Credentials::Provisioning { .. } => "Credentials::Provisioning",
-            Credentials::ServerJwt { .. } => "Credentials::ServerJwt",
-            Credentials::Certificate { .. } => "Credentials::Certificate",
-        })
-    }
 }
 
 /// Everything needed to connect one node.
@@ -93,8 +83,10 @@ impl ConnectSpec {
             .collect();
         let (user, token, client) = match &self.credentials {
             Credentials::Provisioning { jwt, user } => (
-                user.as_ref()
-                    .map(|(user, password)| UserPassword::new(user, password)),
+                user.as_ref().map(|(user, password)| UserPassword {
+                    user: user.clone(),
+                    password: password.clone(),
+                }),
                 Some(Token::Bearer(jwt.clone())),
                 None,
             ),
@@ -161,6 +153,8 @@ fn bracket(host: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn spec(credentials: Credentials, ca: Option<PathBuf>) -> ConnectSpec {
@@ -185,8 +179,16 @@ mod tests {
         )
         .login();
         assert_eq!(login.tls, Tls::Anonymous);
-        assert!(matches!(&login.token, Some(Token::Bearer(jwt)) if jwt == "prov.jwt\n"));
-        assert_eq!(login.user, Some(UserPassword::new("chusr", "chpwd")));
+        assert!(
+            matches!(&login.token, Some(Token::Bearer(jwt)) if jwt.expose_secret() == "prov.jwt\n")
+        );
+        assert_eq!(
+            login
+                .user
+                .as_ref()
+                .map(|u| (u.user.as_str(), u.password.expose_secret())),
+            Some(("chusr", "chpwd"))
+        );
         let urls: Vec<&str> = login.servers.iter().map(|s| s.as_url_str()).collect();
         assert_eq!(urls, ["tls://b1:4222", "tls://[::1]:4223"]);
         assert_eq!(login.inbox_prefix.as_deref(), Some("provisioning.reply"));
@@ -207,7 +209,9 @@ mod tests {
             Some("ca.pem".into()),
         )
         .login();
-        assert!(matches!(&login.token, Some(Token::Signed { jwt, .. }) if jwt == "server.jwt"));
+        assert!(
+            matches!(&login.token, Some(Token::Signed { jwt, .. }) if jwt.expose_secret() == "server.jwt")
+        );
         assert_eq!(
             login.tls,
             Tls::Verified {

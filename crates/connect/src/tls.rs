@@ -228,6 +228,7 @@ mod danger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     fn site() -> (tempfile::TempDir, PathBuf, ClientCertificate) {
         let dir = tempfile::tempdir().unwrap();
@@ -240,7 +241,7 @@ mod tests {
             key: dir.path().join("key.pem"),
         };
         std::fs::write(&client.cert, &issued.certificate_pem).unwrap();
-        std::fs::write(&client.key, &issued.private_key_pem).unwrap();
+        std::fs::write(&client.key, issued.private_key_pem.expose_secret()).unwrap();
         (dir, ca_path, client)
     }
 
@@ -304,7 +305,7 @@ mod tests {
             .unwrap()
             .issue_client_certificate("other")
             .unwrap();
-        std::fs::write(&client.key, &other.private_key_pem).unwrap();
+        std::fs::write(&client.key, other.private_key_pem.expose_secret()).unwrap();
         let err = verified_tls(&ca, Some(&client)).unwrap_err();
         assert!(
             matches!(&err, TlsError::ClientCertificate { cert, .. } if *cert == client.cert),

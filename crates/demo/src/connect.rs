@@ -7,24 +7,17 @@ use std::time::{Duration, Instant};
 use choria_connect::{parse_servers, ClientCertificate, Login, Tls, Token};
 use choria_protocol::subjects::md5_hex;
 use choria_tokens::{parse_client_token_unverified, Ed25519Seed};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::DemoError;
 
 /// A client identity: its JWT and the seed that signs nonces.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ClientCredentials {
-    token: String,
+    token: SecretString,
     seed: Ed25519Seed,
     callerid: String,
     certificate: Option<(PathBuf, PathBuf)>,
-}
-
-impl std::fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("callerid", &self.callerid)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ClientCredentials {
@@ -40,7 +33,7 @@ impl ClientCredentials {
         let claims = parse_client_token_unverified(&token)?;
         let seed = Ed25519Seed::from_file(seed_file)?;
         Ok(ClientCredentials {
-            token,
+            token: token.into(),
             seed,
             callerid: claims.callerid,
             certificate: None,
@@ -60,7 +53,7 @@ impl ClientCredentials {
 
     /// The client JWT.
     pub fn token(&self) -> &str {
-        &self.token
+        self.token.expose_secret()
     }
 
     /// The seed that signs nonces and requests.
@@ -90,7 +83,7 @@ impl ClientCredentials {
         };
         let servers = parse_servers([url]).map_err(DemoError::Connect)?;
         Login {
-            token: Some(Token::signed(self.token.clone(), self.seed.clone())),
+            token: Some(Token::signed(self.token.expose_secret(), self.seed.clone())),
             inbox_prefix: Some(self.inbox_prefix("choria")),
             connect_timeout: Duration::from_secs(5),
             ..Login::new(servers, name, tls)
@@ -127,5 +120,25 @@ impl ClientCredentials {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token_or_the_seed() {
+        let seed = Ed25519Seed::generate();
+        let credentials = ClientCredentials {
+            token: "header.secret-claims.signature".into(),
+            seed: seed.clone(),
+            callerid: "choria=demo".into(),
+            certificate: None,
+        };
+        let text = format!("{credentials:?}");
+        assert!(!text.contains("secret-claims"), "{text}");
+        assert!(!text.contains(&seed.to_hex()), "{text}");
+        assert!(text.contains("choria=demo"), "{text}");
     }
 }

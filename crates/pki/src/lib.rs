@@ -31,6 +31,7 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;
 
@@ -110,34 +111,27 @@ fn generate_err(action: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
 }
 
 /// A certificate and its private key, both PEM.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct IssuedCertificate {
     /// The certificate (PEM).
     pub certificate_pem: String,
-    /// The private key (PKCS#8 PEM); secret.
-    pub private_key_pem: String,
-}
-
-impl std::fmt::Debug for IssuedCertificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCertificate")
-            .field("certificate_pem", &self.certificate_pem)
-            .field("private_key_pem", &"*****")
-            .finish()
-    }
+    /// The private key (PKCS#8 PEM).
+    pub private_key_pem: SecretString,
 }
 
 /// A certificate authority that can issue and sign certificates.
 pub struct CertificateAuthority {
     certificate_pem: String,
-    key_pem: String,
+    key_pem: SecretString,
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
+    // Hand-written: rcgen's `Issuer` has no Debug.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CertificateAuthority")
             .field("certificate_pem", &self.certificate_pem)
+            .field("key_pem", &self.key_pem)
             .finish_non_exhaustive()
     }
 }
@@ -160,7 +154,7 @@ impl CertificateAuthority {
             .self_signed(&key)
             .map_err(generate_err("self-sign the CA certificate"))?;
         let certificate_pem = certificate.pem();
-        let key_pem = key.serialize_pem();
+        let key_pem = key.serialize_pem().into();
         Ok(CertificateAuthority {
             certificate_pem,
             key_pem,
@@ -178,7 +172,7 @@ impl CertificateAuthority {
             .map_err(generate_err("read the CA certificate"))?;
         Ok(CertificateAuthority {
             certificate_pem: certificate_pem.to_string(),
-            key_pem: key_pem.to_string(),
+            key_pem: key_pem.into(),
             issuer,
         })
     }
@@ -190,7 +184,7 @@ impl CertificateAuthority {
 
     /// The CA private key (PKCS#8 PEM); secret.
     pub fn private_key_pem(&self) -> &str {
-        &self.key_pem
+        self.key_pem.expose_secret()
     }
 
     /// Issues a TLS server certificate for `common_name` with the given DNS names and
@@ -240,7 +234,7 @@ impl CertificateAuthority {
             .map_err(generate_err("sign a certificate"))?;
         Ok(IssuedCertificate {
             certificate_pem: certificate.pem(),
-            private_key_pem: key.serialize_pem(),
+            private_key_pem: key.serialize_pem().into(),
         })
     }
 
@@ -526,6 +520,15 @@ mod tests {
             .collect();
         assert!(names.iter().any(|n| n.contains("localhost")), "{names:?}");
         assert!(names.iter().any(|n| n.contains("IPAddress")), "{names:?}");
+    }
+
+    #[test]
+    fn debug_never_shows_a_private_key() {
+        let ca = CertificateAuthority::generate("Test CA").expect("ca");
+        let issued = ca.issue_server_certificate("broker", &[]).expect("issue");
+        let text = format!("{ca:?} {issued:?}");
+        assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use choria_config::Config;
 use choria_connect::{ClientCertificate, Login, Tls, Token, UserPassword};
 use choria_resolve::{middleware, ResolveError, Resolver};
 use choria_tokens::{parse_client_token_unverified, Ed25519Seed};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::settings::Settings;
 use crate::timeouts::Timeouts;
@@ -44,12 +45,12 @@ pub enum ClientError {
 }
 
 /// How the provisioner authenticates to the broker.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum Credentials {
     /// Client JWT + ed25519 seed (`plugin.security.provider = choria`).
     Jwt {
         /// The client JWT (sent as `auth_token` and `jwt`).
-        token: String,
+        token: SecretString,
         /// Seed that signs the server nonce.
         seed: Arc<Ed25519Seed>,
         /// Client certificate and key (`plugin.security.choria.certificate`/`.key`), for
@@ -67,18 +68,6 @@ pub enum Credentials {
     None,
 }
 
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Jwt { .. } => f.write_str("Credentials::Jwt"),
-            Credentials::Certificate { cert, .. } => {
-                write!(f, "Credentials::Certificate({})", cert.display())
-            }
-            Credentials::None => f.write_str("Credentials::None"),
-        }
-    }
-}
-
 /// Where the brokers come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Brokers {
@@ -93,7 +82,7 @@ pub enum Brokers {
 }
 
 /// Everything needed to connect as the provisioner.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ClientSettings {
     /// Provisioner identity (sender id, election candidate).
     pub identity: String,
@@ -107,26 +96,10 @@ pub struct ClientSettings {
     pub tls: bool,
     /// Credentials.
     pub credentials: Credentials,
-    /// Password of user `provisioner` (secret; empty = none).
-    pub password: String,
+    /// Password of user `provisioner` (empty = none).
+    pub password: SecretString,
     /// RPC and discovery timeouts (`discovery_timeout`).
     pub timeouts: Timeouts,
-}
-
-impl std::fmt::Debug for ClientSettings {
-    // Hand-written: the password never reaches a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("identity", &self.identity)
-            .field("caller_id", &self.caller_id)
-            .field("brokers", &self.brokers)
-            .field("ca", &self.ca)
-            .field("tls", &self.tls)
-            .field("credentials", &self.credentials)
-            .field("password_set", &!self.password.is_empty())
-            .field("timeouts", &self.timeouts)
-            .finish()
-    }
 }
 
 impl ClientSettings {
@@ -207,7 +180,7 @@ impl ClientSettings {
             };
             (
                 Credentials::Jwt {
-                    token,
+                    token: token.into(),
                     seed: Arc::new(seed),
                     certificate,
                 },
@@ -338,8 +311,10 @@ impl ClientSettings {
             (None, true) => Tls::SystemRoots { client },
         };
         Login {
-            user: (!self.password.is_empty())
-                .then(|| UserPassword::new("provisioner", &self.password)),
+            user: (!self.password.expose_secret().is_empty()).then(|| UserPassword {
+                user: "provisioner".into(),
+                password: self.password.clone(),
+            }),
             token,
             ..crate::service::login(&self.identity, &self.caller_id, servers, tls)
         }

@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
@@ -96,7 +97,7 @@ pub struct ServerPermissionsInput {
 }
 
 /// The helper's reply (spec §2.3). Unknown keys are ignored, wrong types are errors.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HelperReply {
     /// Stop this pass and try again later.
@@ -110,8 +111,9 @@ pub struct HelperReply {
     pub ca: String,
     /// Node TLS directory.
     pub ssldir: String,
-    /// PEM RSA private key to deliver (secret).
-    pub key: String,
+    /// PEM RSA private key to deliver.
+    #[serde(serialize_with = "expose")]
+    pub key: SecretString,
     /// The node's new configuration.
     pub configuration: BTreeMap<String, String>,
     /// Action policy files.
@@ -126,20 +128,9 @@ pub struct HelperReply {
     pub shutdown: bool,
 }
 
-impl std::fmt::Debug for HelperReply {
-    // Hand-written: `key` is a private key and never goes to a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HelperReply")
-            .field("defer", &self.defer)
-            .field("msg", &self.msg)
-            .field("configuration_keys", &self.configuration.len())
-            .field("has_certificate", &!self.certificate.is_empty())
-            .field("has_key", &!self.key.is_empty())
-            .field("server_claims", &self.server_claims)
-            .field("upgrade", &self.upgrade)
-            .field("shutdown", &self.shutdown)
-            .finish()
-    }
+// A helper (the demo's, say) writes the key it hands over as plain JSON.
+fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
 }
 
 /// Why a helper run failed; the pass of that node fails, nothing else.
@@ -597,6 +588,18 @@ mod tests {
         assert!(matches!(err, HelperError::Decode { .. }), "{err:?}");
         let err = decode_reply("h", br#"{"defer":"yes"}"#).expect_err("type");
         assert!(matches!(err, HelperError::Decode { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn reply_key_stays_out_of_debug_but_not_out_of_json() {
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0\n-----END RSA PRIVATE KEY-----";
+        let json = serde_json::json!({"msg": "ok", "key": key}).to_string();
+        let reply = decode_reply("h", json.as_bytes()).expect("reply");
+        assert_eq!(reply.key.expose_secret(), key);
+        let text = format!("{reply:?}");
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+        let again = serde_json::to_value(&reply).expect("encode");
+        assert_eq!(again["key"], key);
     }
 
     #[tokio::test]

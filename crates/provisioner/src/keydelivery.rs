@@ -22,21 +22,14 @@ pub enum KeyDeliveryError {
     BadKey,
 }
 
-/// The encrypted key and the provisioner public key the node needs to decrypt it.
-#[derive(Clone, PartialEq, Eq)]
+/// The encrypted key and the provisioner public key the node needs to decrypt it; only
+/// the node can decrypt it, so it is no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveredKey {
     /// PEM `RSA PRIVATE KEY` with `Proc-Type`/`DEK-Info` headers.
     pub encrypted_pem: String,
     /// Hex X25519 public key of the provisioner for this delivery.
     pub ecdh_public: String,
-}
-
-impl std::fmt::Debug for DeliveredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveredKey")
-            .field("ecdh_public", &self.ecdh_public)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Encrypts the helper's PEM key for the node whose hex X25519 public key is `node_ecdh`,

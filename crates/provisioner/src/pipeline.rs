@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
@@ -407,7 +408,7 @@ impl Pipeline {
 
     async fn pass(&self, identity: &str) -> Result<PassResult, PassError> {
         let s = self.settings.clone();
-        let token = s.token.clone();
+        let token = s.token.expose_secret().to_string();
         let stage = |name: &str, t: Instant| self.metrics.observe_stage(name, t.elapsed());
 
         // 1-2: provisioning JWT (features.jwt, whose verify key Keys::load read).
@@ -525,11 +526,11 @@ impl Pipeline {
 
         // 11: key delivery.
         let (mut key, mut ecdh_public) = (String::new(), String::new());
-        if !reply.key.is_empty() {
+        if !reply.key.expose_secret().is_empty() {
             if !s.features.jwt {
                 return Err(KeyDeliveryError::NoNodeKey.into());
             }
-            let delivered = encrypt_for_node(&reply.key, &node_ecdh)?;
+            let delivered = encrypt_for_node(reply.key.expose_secret(), &node_ecdh)?;
             key = delivered.encrypted_pem;
             ecdh_public = delivered.ecdh_public;
         }
@@ -595,7 +596,7 @@ impl Pipeline {
         }
         let claims =
             parse_provisioning_token(jwt.trim(), key, SystemTime::now()).map_err(PassError::Jwt)?;
-        if !claims.cht.is_empty() && claims.cht != self.settings.token {
+        if !claims.cht.is_empty() && claims.cht != self.settings.token.expose_secret() {
             return Err(PassError::TokenMismatch);
         }
         serde_json::to_value(&claims).map_err(PassError::JwtClaims)

@@ -139,6 +139,7 @@ impl Status {
 }
 
 /// The provisioner; build with [`Provisioner::new`], then [`Provisioner::run`].
+#[derive(Debug)]
 pub struct Provisioner {
     settings: Arc<Settings>,
     client: async_nats::Client,
@@ -150,16 +151,6 @@ pub struct Provisioner {
     version: crate::wire::Version,
     timeouts: Timeouts,
     monitor: Option<tokio::net::TcpListener>,
-}
-
-impl std::fmt::Debug for Provisioner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provisioner")
-            .field("identity", &self.identity)
-            .field("caller_id", &self.caller_id)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The provisioner's login to `servers` as `identity` over `tls`: its inbox under its

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use choria_config::duration::{parse_duration_upstream, DurationError};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Default discovery interval (spec §3.2).
@@ -153,7 +154,7 @@ pub enum LogTarget {
 pub const DEFAULT_MONITOR_LISTEN: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
 
 /// The validated provisioner configuration.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The file this came from (for logs).
     pub source: PathBuf,
@@ -175,8 +176,8 @@ pub struct Settings {
     pub helper_timeout: Duration,
     /// Overall deadline of one node pass.
     pub node_deadline: Duration,
-    /// Token sent in every `choria_provision` request (secret).
-    pub token: String,
+    /// Token sent in every `choria_provision` request.
+    pub token: SecretString,
     /// Component of node startup events to subscribe to.
     pub lifecycle_component: String,
     /// Plain NATS, insecure protocol signatures.
@@ -188,8 +189,8 @@ pub struct Settings {
     /// `monitor_listen`: the address the monitor port binds ([`DEFAULT_MONITOR_LISTEN`];
     /// upstream binds every interface, `0.0.0.0` does that).
     pub monitor_listen: std::net::IpAddr,
-    /// Password of the NATS user `provisioner` (secret).
-    pub broker_provisioning_password: String,
+    /// Password of the NATS user `provisioner`.
+    pub broker_provisioning_password: SecretString,
     /// CSR name deny patterns (slashes stripped, compiled).
     pub cert_deny_list: Vec<regex::Regex>,
     /// How to verify provisioning JWTs (path or hex ed25519 key).
@@ -212,24 +213,6 @@ pub struct Settings {
     pub features: Features,
     /// Keys present in the file that we ignore (warned at start-up).
     pub ignored_keys: Vec<String>,
-}
-
-impl std::fmt::Debug for Settings {
-    // Hand-written so the token and password never reach a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("source", &self.source)
-            .field("workers", &self.workers)
-            .field("interval", &self.interval)
-            .field("helper", &self.helper_line)
-            .field("helper_mode", &self.helper_mode)
-            .field("features", &self.features)
-            .field("leader_election", &self.leader_election)
-            .field("site", &self.site)
-            .field("monitor_port", &self.monitor_port)
-            .field("monitor_listen", &self.monitor_listen)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -513,13 +496,16 @@ impl Settings {
             helper_mode,
             helper_timeout,
             node_deadline,
-            token: raw.token.unwrap_or_default(),
+            token: raw.token.unwrap_or_default().into(),
             lifecycle_component,
             choria_insecure: raw.choria_insecure.unwrap_or(false),
             site: raw.site.unwrap_or_default(),
             monitor_port,
             monitor_listen,
-            broker_provisioning_password: raw.broker_provisioning_password.unwrap_or_default(),
+            broker_provisioning_password: raw
+                .broker_provisioning_password
+                .unwrap_or_default()
+                .into(),
             cert_deny_list,
             jwt_verify_cert,
             jwt_signing_key,
@@ -565,6 +551,8 @@ fn optional_duration(
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn parse(text: &str) -> Result<Settings, SettingsError> {
@@ -623,7 +611,7 @@ mod tests {
             std::net::IpAddr::from(DEFAULT_MONITOR_LISTEN),
             "loopback unless asked"
         );
-        assert_eq!(s.token, "toomanysecrets");
+        assert_eq!(s.token.expose_secret(), "toomanysecrets");
         assert!(
             !format!("{s:?}").contains("toomanysecrets"),
             "token must not be in Debug"

@@ -26,8 +26,9 @@ pub const MAX_CLASSES_BYTES: u64 = 1024 * 1024;
 /// Largest registration data file published.
 pub const MAX_REGISTRATION_BYTES: u64 = 1024 * 1024;
 
-/// A provisioned node's reply-signing material (v2, `sign_replies`).
-#[derive(Clone)]
+/// A provisioned node's reply-signing material (v2, `sign_replies`). The JWT goes out in
+/// every signed reply, and the key's Debug leaves out the secret half.
+#[derive(Debug, Clone)]
 pub struct ReplyKey {
     /// The node's ed25519 key.
     pub key: ed25519_dalek::SigningKey,
@@ -43,13 +44,6 @@ impl ReplyKey {
             key: ed25519_dalek::SigningKey::from_bytes(&bytes),
             jwt,
         })
-    }
-}
-
-impl std::fmt::Debug for ReplyKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key is a secret.
-        f.write_str("ReplyKey")
     }
 }
 
@@ -420,7 +414,7 @@ mod tests {
             identity: "n1.example.net".into(),
             brokers: Brokers::Fixed(Vec::new()),
             credentials: crate::connection::Credentials::Provisioning {
-                jwt: String::new(),
+                jwt: "".into(),
                 user: None,
             },
             ca: None,

@@ -1,8 +1,9 @@
 //! Provisioning settings (spec §4.1): the build defaults, overridden by the claims of
 //! the provisioning JWT found at start-up (the "Choria JWT Resolver" configure step).
 
-use std::fmt;
 use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
 
 /// Upstream FOSS default path of the provisioning JWT.
 pub const DEFAULT_PROVISION_JWT_FILE: &str = "/etc/choria/provisioning.jwt";
@@ -12,7 +13,7 @@ pub const RESOLVER_NAME: &str = "Choria JWT Resolver";
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
 
 /// The build-level provisioning settings after the JWT (if any) was applied.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ProvisionSettings {
     /// `ProvisionJWTFile`.
     pub jwt_file: Option<PathBuf>,
@@ -30,45 +31,18 @@ pub struct ProvisionSettings {
     pub registration_data: String,
     /// `ProvisionFacts`.
     pub facts: String,
-    /// `ProvisionToken` (secret: never logged).
-    pub token: String,
+    /// `ProvisionToken`.
+    pub token: SecretString,
     /// `ProvisioningBrokerUsername`.
     pub username: String,
-    /// `ProvisioningBrokerPassword` (secret).
-    pub password: String,
+    /// `ProvisioningBrokerPassword`.
+    pub password: SecretString,
     /// `ProvisioningUsesProtocolV2`.
     pub protocol_v2: bool,
     /// `ProvisionAllowServerUpdate`.
     pub allow_update: bool,
-    /// The raw provisioning JWT, sent verbatim as `auth_token` (secret).
-    pub jwt: Option<String>,
-}
-
-impl fmt::Debug for ProvisionSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProvisionSettings")
-            .field("jwt_file", &self.jwt_file)
-            .field("broker_urls", &self.broker_urls)
-            .field("srv_domain", &self.srv_domain)
-            .field("mode_default", &self.mode_default)
-            .field("secure", &self.secure)
-            .field("facts", &self.facts)
-            .field("registration_data", &self.registration_data)
-            .field("token", &redact(&self.token))
-            .field("username", &self.username)
-            .field("password", &redact(&self.password))
-            .field("protocol_v2", &self.protocol_v2)
-            .field("allow_update", &self.allow_update)
-            .finish_non_exhaustive()
-    }
-}
-
-fn redact(secret: &str) -> &'static str {
-    if secret.is_empty() {
-        "<empty>"
-    } else {
-        "<redacted>"
-    }
+    /// The raw provisioning JWT, sent verbatim as `auth_token`.
+    pub jwt: Option<SecretString>,
 }
 
 impl Default for ProvisionSettings {
@@ -82,9 +56,9 @@ impl Default for ProvisionSettings {
             agent: true,
             registration_data: String::new(),
             facts: String::new(),
-            token: String::new(),
+            token: SecretString::default(),
             username: String::new(),
-            password: String::new(),
+            password: SecretString::default(),
             protocol_v2: false,
             allow_update: false,
             jwt: None,
@@ -154,7 +128,7 @@ impl ProvisionSettings {
             _ => {}
         }
         self.broker_urls = claims.chu.clone();
-        self.token = claims.cht.clone();
+        self.token = claims.cht.as_str().into();
         self.srv_domain = claims.chsrv.clone();
         self.protocol_v2 = claims.v2;
         self.allow_update = claims.update;
@@ -164,19 +138,21 @@ impl ProvisionSettings {
             (&mut self.facts, &claims.chf),
             (&mut self.registration_data, &claims.chrd),
             (&mut self.username, &claims.chusr),
-            (&mut self.password, &claims.chpwd),
         ] {
             if !value.is_empty() {
                 *target = value.clone();
             }
         }
-        self.jwt = Some(raw_jwt);
+        if !claims.chpwd.is_empty() {
+            self.password = claims.chpwd.as_str().into();
+        }
+        self.jwt = Some(raw_jwt.into());
         Ok(())
     }
 
     /// "Supports provisioning" at build level: a provisioning token is known.
     pub fn supports_provisioning(&self) -> bool {
-        !self.token.is_empty()
+        !self.token.expose_secret().is_empty()
     }
 }
 
@@ -227,7 +203,14 @@ mod tests {
             settings.apply(&c, String::new()),
             Err(ResolverError::NoAuthToken)
         );
-        assert_eq!(settings, ProvisionSettings::default());
+        // Nothing was applied: the whole Debug (secrets aside) and the secrets as before.
+        assert_eq!(
+            format!("{settings:?}"),
+            format!("{:?}", ProvisionSettings::default())
+        );
+        assert!(settings.token.expose_secret().is_empty());
+        assert!(settings.password.expose_secret().is_empty());
+        assert!(settings.jwt.is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use choria_config::files::FileError;
 use choria_config::{Config, ConfigError};
 use choria_protocol::subjects::SubjectError;
 use choria_tokens::TokenError;
+use secrecy::ExposeSecret;
 
 use crate::node::NodeOptions;
 use crate::resolve::ResolveError;
@@ -338,7 +339,10 @@ fn runtime_mode(
     config_dir: &Path,
     identity: &str,
 ) -> (Mode, String) {
-    if settings.broker_urls.is_empty() && settings.jwt_file.is_none() && settings.token.is_empty() {
+    if settings.broker_urls.is_empty()
+        && settings.jwt_file.is_none()
+        && settings.token.expose_secret().is_empty()
+    {
         return (
             Mode::Normal,
             "provisioning not supported by this build".into(),
@@ -438,7 +442,7 @@ mod tests {
         let startup = decide(&inputs(dir.path()), SystemTime::now()).unwrap();
         assert_eq!(startup.mode, Mode::Provisioning);
         assert!(startup.replaced);
-        assert_eq!(startup.settings.token, "toomanysecrets");
+        assert_eq!(startup.settings.token.expose_secret(), "toomanysecrets");
         assert_eq!(startup.settings.broker_urls, "nats://example.net:4222");
         assert_eq!(startup.identity, "n1.example.net");
     }

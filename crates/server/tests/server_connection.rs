@@ -19,7 +19,10 @@ fn provisioning_spec(site: &TestSite, identity: &str, jwt: String) -> ConnectSpe
         servers: parse_urls(&site.broker_url).unwrap(),
         name: identity.into(),
         inbox_prefix: "provisioning.reply".into(),
-        credentials: Credentials::Provisioning { jwt, user: None },
+        credentials: Credentials::Provisioning {
+            jwt: jwt.into(),
+            user: None,
+        },
         ca: None,
         connect_timeout: choria_server::connection::CONNECT_TIMEOUT,
     }
@@ -87,7 +90,7 @@ async fn provisioned_node_connects_with_its_server_jwt() {
             choria_protocol::subjects::md5_hex("n3.example.net")
         ),
         credentials: Credentials::ServerJwt {
-            jwt,
+            jwt: jwt.into(),
             seed: Box::new(seed),
             certificate: None,
         },
@@ -146,7 +149,7 @@ async fn verified_tls_refuses_an_unknown_ca() {
         name: "n4.example.net".into(),
         inbox_prefix: "choria.reply".into(),
         credentials: Credentials::ServerJwt {
-            jwt,
+            jwt: jwt.into(),
             seed: Box::new(seed),
             certificate: None,
         },

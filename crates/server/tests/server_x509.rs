@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use rsa::pkcs8::DecodePrivateKey as _;
+use secrecy::ExposeSecret;
 use serde_json::Map;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +43,11 @@ async fn certificate_node_answers_only_requests_signed_by_a_certificate_of_its_c
     std::fs::create_dir(&ssl).unwrap();
     let node_cert = site.ca.issue_client_certificate(IDENTITY).unwrap();
     std::fs::write(ssl.join("certificate.pem"), &node_cert.certificate_pem).unwrap();
-    std::fs::write(ssl.join("private.pem"), &node_cert.private_key_pem).unwrap();
+    std::fs::write(
+        ssl.join("private.pem"),
+        node_cert.private_key_pem.expose_secret(),
+    )
+    .unwrap();
     std::fs::write(ssl.join("ca.pem"), site.ca.certificate_pem()).unwrap();
     let config_file = dir.path().join("server.conf");
     std::fs::write(
@@ -103,7 +108,7 @@ async fn certificate_node_answers_only_requests_signed_by_a_certificate_of_its_c
     .unwrap();
     std::fs::write(
         dir.path().join("client-key.pem"),
-        &transport_cert.private_key_pem,
+        transport_cert.private_key_pem.expose_secret(),
     )
     .unwrap();
     let seed = Ed25519Seed::generate();

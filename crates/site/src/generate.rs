@@ -10,6 +10,7 @@ use choria_tokens::{
     add_org_issuer_data, sign_token, ClientIdClaims, Ed25519Seed, NewClient, NewProvisioning,
     ProvisioningClaims, SigningKey,
 };
+use secrecy::ExposeSecret;
 
 use crate::configs;
 use crate::options::{ClientOptions, ProvisioningSigner, SiteOptions};
@@ -142,7 +143,10 @@ impl Site {
         let broker_cert_path = dir.join("broker/broker.pem");
         let broker_key_path = dir.join("broker/broker.key");
         write_public(&broker_cert_path, &broker_cert.certificate_pem)?;
-        write_secret(&broker_key_path, &broker_cert.private_key_pem)?;
+        write_secret(
+            &broker_key_path,
+            broker_cert.private_key_pem.expose_secret(),
+        )?;
 
         let org_issuer = Ed25519Seed::generate();
         let org_issuer_seed_path = dir.join("keys/issuer.seed");
@@ -288,7 +292,7 @@ impl Client {
                 dir.join(format!("keys/{name}.key")),
             );
             write_public(&paths.0, &issued.certificate_pem)?;
-            write_secret(&paths.1, &issued.private_key_pem)?;
+            write_secret(&paths.1, issued.private_key_pem.expose_secret())?;
             Some(paths)
         } else {
             None

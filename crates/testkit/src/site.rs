@@ -316,11 +316,11 @@ impl TestSite {
             token: match (credentials.token, credentials.seed) {
                 // Exactly what the test gives: the token once, in `auth_token`.
                 (Some(jwt), Some(seed)) => Some(Token::Signed {
-                    jwt,
+                    jwt: jwt.into(),
                     seed: std::sync::Arc::new(seed),
                     mirror_in_jwt: false,
                 }),
-                (Some(jwt), None) => Some(Token::Bearer(jwt)),
+                (Some(jwt), None) => Some(Token::Bearer(jwt.into())),
                 // A signature without a token proves nothing to the broker.
                 (None, _) => None,
             },

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use rand::rngs::OsRng;
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -48,7 +49,7 @@ pub struct ProvisionContext {
     /// Where the provisioning JWT lives (`ProvisionJWTFile`).
     pub jwt_file: Option<PathBuf>,
     /// The token every action must carry (`cht`); empty means any token passes.
-    pub token: String,
+    pub token: SecretString,
     /// Whether the node is in provisioning mode (`ProvisionMode()`).
     pub provision_mode: bool,
     /// `plugin.choria.server.provision.allow_update` as currently effective.
@@ -243,7 +244,8 @@ impl ProvisionAgent {
     }
 
     fn check_token(&self, given: &str) -> Result<(), ActionError> {
-        if self.context.token.is_empty() || given == self.context.token {
+        let token = self.context.token.expose_secret();
+        if token.is_empty() || given == token {
             Ok(())
         } else {
             Err(ActionError::aborted("Incorrect provision token supplied"))
@@ -614,7 +616,7 @@ impl ProvisionAgent {
     /// `restart` and `shutdown` are open to anyone on a provisioning node, but a
     /// provisioned node only lets them through when a token guards them.
     fn require_exit_guard(&self, action: &str) -> Result<(), ActionError> {
-        if !self.context.provision_mode && self.context.token.is_empty() {
+        if !self.context.provision_mode && self.context.token.expose_secret().is_empty() {
             return Err(ActionError::aborted(format!(
                 "Cannot {action} a server that is not in provisioning mode or with no token set"
             )));

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use choria_config::Config;
@@ -145,7 +146,7 @@ pub fn plan(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Pl
 fn provisioning(startup: &Startup, config_file: &Path) -> Result<Plan, StartupError> {
     let settings = &startup.settings;
     let config = &startup.config;
-    let user = (!settings.username.is_empty() && !settings.password.is_empty())
+    let user = (!settings.username.is_empty() && !settings.password.expose_secret().is_empty())
         .then(|| (settings.username.clone(), settings.password.clone()));
     let collective = subjects::PROVISIONING_COLLECTIVE;
     let mut subscriptions = vec![subjects::node(collective, &startup.identity)?];
@@ -324,7 +325,7 @@ fn jwt_credentials(
         _ => return Err(StartupError::CertificateWithoutKey),
     };
     let credentials = Credentials::ServerJwt {
-        jwt,
+        jwt: jwt.into(),
         seed: Box::new(seed),
         certificate,
     };
@@ -447,7 +448,7 @@ mod tests {
         assert_eq!(plan.inbox_prefix, "provisioning.reply");
         assert!(matches!(
             &plan.credentials,
-            Credentials::Provisioning { jwt, user: None } if jwt == "the.provisioning.jwt"
+            Credentials::Provisioning { jwt, user: None } if jwt.expose_secret() == "the.provisioning.jwt"
         ));
         assert!(matches!(plan.verification, Verification::Skip));
         assert_eq!(plan.component, PROVISION_COMPONENT);
@@ -456,7 +457,7 @@ mod tests {
         assert_eq!(plan.classes_file, PathBuf::from(DEFAULT_CLASSES_FILE));
         let context = plan.provision.expect("provisioning hosts choria_provision");
         assert!(context.provision_mode);
-        assert_eq!(context.token, "secret");
+        assert_eq!(context.token.expose_secret(), "secret");
         assert_eq!(
             plan.brokers,
             Brokers::Provisioning {
