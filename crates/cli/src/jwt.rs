@@ -478,6 +478,11 @@ fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     }
     let parse_failed =
         |e: choria_tokens::TokenError| Failure::failed(format!("could not parse token: {e}"));
+    let viewing = Viewing {
+        file: &file,
+        validated: key.is_some(),
+        now,
+    };
     let (text, standard) = match purpose {
         Purpose::Provisioning => {
             let claims = match &key {
@@ -485,10 +490,7 @@ fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
                 None => parse_provisioning_token_unverified(token),
             }
             .map_err(parse_failed)?;
-            (
-                render_provisioning(&file, key.is_some(), &claims, now)?,
-                claims.standard,
-            )
+            (render_provisioning(&viewing, &claims)?, claims.standard)
         }
         Purpose::Server => {
             let claims = match &key {
@@ -496,10 +498,7 @@ fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
                 None => parse_server_token_unverified(token),
             }
             .map_err(parse_failed)?;
-            (
-                render_server(&file, key.is_some(), &claims, now),
-                claims.standard,
-            )
+            (render_server(&viewing, &claims), claims.standard)
         }
         Purpose::ClientId | Purpose::Unknown => {
             let claims = match &key {
@@ -507,10 +506,7 @@ fn view(args: ViewArgs) -> anyhow::Result<ExitCode> {
                 None => parse_client_token_unverified(token),
             }
             .map_err(parse_failed)?;
-            (
-                render_client(&file, key.is_some(), &claims, now)?,
-                claims.standard,
-            )
+            (render_client(&viewing, &claims)?, claims.standard)
         }
     };
     print!("{text}");
@@ -545,87 +541,118 @@ fn view_json(
     Ok(ExitCode::SUCCESS)
 }
 
-fn render_provisioning(
-    file: &str,
-    validated: bool,
-    c: &ProvisioningClaims,
+/// The text `jwt view` prints: a title line, then rows whose labels are right-aligned to the
+/// width upstream uses for that token type; nested JSON lines up under the values.
+struct View {
+    out: String,
+    width: usize,
     now: SystemTime,
-) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} Provisioning Token {file}\n",
-        validity_word(validated)
-    );
-    let line = |out: &mut String, label: &str, value: &str| {
-        let _ = writeln!(out, "{label:>30}: {value}");
-    };
-    if let Some(exp) = c.standard.expire_time() {
-        line(&mut out, "Expires At", &expires_at(exp, now));
-    }
-    line(
-        &mut out,
-        "Token",
-        if c.cht.is_empty() { "" } else { "*****" },
-    );
-    line(&mut out, "Secure", &c.chs.to_string());
-    if !c.chsrv.is_empty() {
-        line(&mut out, "SRV Domain", &c.chsrv);
-    }
-    if !c.chu.is_empty() {
-        line(&mut out, "URLS", &c.chu);
-    }
-    line(&mut out, "Provisioning by default", &c.chpd.to_string());
-    if !c.chrd.is_empty() {
-        line(&mut out, "Provisioning Registration Data", &c.chrd);
-    }
-    if !c.chf.is_empty() {
-        line(&mut out, "Provisioning Facts", &c.chf);
-    }
-    if !c.chusr.is_empty() {
-        line(&mut out, "Broker Username", &c.chusr);
-    }
-    if !c.chpwd.is_empty() {
-        line(&mut out, "Broker Password", "*****");
-    }
-    if c.v2 {
-        line(&mut out, "Using version 2 Protocol", "true");
-    }
-    line(&mut out, "Server Version Upgrades", &c.update.to_string());
-    let prefix = " ".repeat(32);
-    if let Some(ext) = c.extensions.as_ref().filter(|e| !e.is_empty()) {
-        line(&mut out, "Extensions", &go_indent(ext, &prefix)?);
-    }
-    line(
-        &mut out,
-        "Standard Claims",
-        &go_indent(&c.standard, &prefix)?,
-    );
-    Ok(out)
 }
 
-fn render_server(file: &str, validated: bool, c: &ServerClaims, now: SystemTime) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{} Server Token {file}\n", validity_word(validated));
-    let line = |out: &mut String, label: &str, value: &str| {
-        let _ = writeln!(out, "{label:>21}: {value}");
-    };
-    line(&mut out, "Identity", &c.identity);
-    if let Some(exp) = c.standard.expire_time() {
-        line(&mut out, "Expires At", &expires_at(exp, now));
+/// Which token file `jwt view` shows, whether it was verified, and when.
+struct Viewing<'a> {
+    file: &'a str,
+    validated: bool,
+    now: SystemTime,
+}
+
+impl View {
+    fn new(at: &Viewing<'_>, kind: &str, width: usize) -> View {
+        let mut out = String::new();
+        let validity = validity_word(at.validated);
+        let _ = writeln!(out, "{validity} {kind} Token {}\n", at.file);
+        View {
+            out,
+            width,
+            now: at.now,
+        }
     }
-    line(&mut out, "Collectives", &c.collectives.join(", "));
-    line(&mut out, "Public Key", &c.standard.public_key);
-    line(&mut out, "Organization Unit", &c.ou);
-    if !c.pub_subjects.is_empty() {
-        line(&mut out, "Additional Subjects", &c.pub_subjects.join(", "));
+
+    fn row(&mut self, label: &str, value: &str) {
+        let _ = writeln!(self.out, "{label:>width$}: {value}", width = self.width);
     }
-    line(&mut out, "Private Network ID", &md5_hex(&c.identity));
-    if let Some(chain) = trust_chain(&c.standard) {
-        line(&mut out, "Trust Chain", &chain);
+
+    /// A row only when there is something to show.
+    fn row_if_set(&mut self, label: &str, value: &str) {
+        if !value.is_empty() {
+            self.row(label, value);
+        }
     }
+
+    /// The column values start in, for lines that continue a value.
+    fn indent(&self) -> String {
+        " ".repeat(self.width + 2)
+    }
+
+    /// A row holding `value` as indented JSON.
+    fn json_row<T: serde::Serialize>(&mut self, label: &str, value: &T) -> anyhow::Result<()> {
+        let json = go_indent(value, &self.indent())?;
+        self.row(label, &json);
+        Ok(())
+    }
+
+    fn expiry(&mut self, standard: &StandardClaims) {
+        if let Some(exp) = standard.expire_time() {
+            self.row("Expires At", &expires_at(exp, self.now));
+        }
+    }
+
+    fn trust_chain(&mut self, standard: &StandardClaims) {
+        if let Some(chain) = trust_chain(standard) {
+            self.row("Trust Chain", &chain);
+        }
+    }
+
+    /// A block listing what the `granted` permissions allow, or `none`.
+    fn permissions(&mut self, heading: &str, granted: &[&str], none: &str, indent: usize) {
+        let _ = write!(self.out, "\n{heading}:\n\n");
+        let pad = " ".repeat(indent);
+        if granted.is_empty() {
+            let _ = writeln!(self.out, "{pad}{none}");
+        }
+        for text in granted {
+            let _ = writeln!(self.out, "{pad}{text}");
+        }
+        self.out.push('\n');
+    }
+}
+
+fn render_provisioning(at: &Viewing<'_>, c: &ProvisioningClaims) -> anyhow::Result<String> {
+    let mut v = View::new(at, "Provisioning", 30);
+    v.expiry(&c.standard);
+    v.row("Token", if c.cht.is_empty() { "" } else { "*****" });
+    v.row("Secure", &c.chs.to_string());
+    v.row_if_set("SRV Domain", &c.chsrv);
+    v.row_if_set("URLS", &c.chu);
+    v.row("Provisioning by default", &c.chpd.to_string());
+    v.row_if_set("Provisioning Registration Data", &c.chrd);
+    v.row_if_set("Provisioning Facts", &c.chf);
+    v.row_if_set("Broker Username", &c.chusr);
+    if !c.chpwd.is_empty() {
+        v.row("Broker Password", "*****");
+    }
+    if c.v2 {
+        v.row("Using version 2 Protocol", "true");
+    }
+    v.row("Server Version Upgrades", &c.update.to_string());
+    if let Some(ext) = c.extensions.as_ref().filter(|e| !e.is_empty()) {
+        v.json_row("Extensions", ext)?;
+    }
+    v.json_row("Standard Claims", &c.standard)?;
+    Ok(v.out)
+}
+
+fn render_server(at: &Viewing<'_>, c: &ServerClaims) -> String {
+    let mut v = View::new(at, "Server", 21);
+    v.row("Identity", &c.identity);
+    v.expiry(&c.standard);
+    v.row("Collectives", &c.collectives.join(", "));
+    v.row("Public Key", &c.standard.public_key);
+    v.row("Organization Unit", &c.ou);
+    v.row_if_set("Additional Subjects", &c.pub_subjects.join(", "));
+    v.row("Private Network ID", &md5_hex(&c.identity));
+    v.trust_chain(&c.standard);
     if let Some(p) = &c.permissions {
-        out.push_str("\n   Broker Permissions:\n\n");
         let granted: Vec<&str> = [
             (p.service_host, "Can host services"),
             (p.submission, "Can publish Choria Submission messages"),
@@ -635,59 +662,35 @@ fn render_server(file: &str, validated: bool, c: &ServerClaims, now: SystemTime)
         .into_iter()
         .filter_map(|(on, text)| on.then_some(text))
         .collect();
-        permission_lines(
-            &mut out,
+        v.permissions(
+            "   Broker Permissions",
             &granted,
             "No server specific permissions granted",
             10,
         );
     }
-    out
+    v.out
 }
 
-fn render_client(
-    file: &str,
-    validated: bool,
-    c: &ClientIdClaims,
-    now: SystemTime,
-) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} Client Identification Token {file}\n",
-        validity_word(validated)
-    );
-    let line = |out: &mut String, label: &str, value: &str| {
-        let _ = writeln!(out, "{label:>19}: {value}");
-    };
-    line(&mut out, "Caller ID", &c.callerid);
-    if !c.ou.is_empty() {
-        line(&mut out, "Organization Unit", &c.ou);
-    }
-    if !c.agents.is_empty() {
-        line(&mut out, "Allowed Agents", &c.agents.join(", "));
-    }
-    line(&mut out, "Public Key", &c.standard.public_key);
-    line(&mut out, "Private Network ID", &md5_hex(&c.callerid));
-    if let Some(exp) = c.standard.expire_time() {
-        line(&mut out, "Expires At", &expires_at(exp, now));
-    }
+fn render_client(at: &Viewing<'_>, c: &ClientIdClaims) -> anyhow::Result<String> {
+    let mut v = View::new(at, "Client Identification", 19);
+    v.row("Caller ID", &c.callerid);
+    v.row_if_set("Organization Unit", &c.ou);
+    v.row_if_set("Allowed Agents", &c.agents.join(", "));
+    v.row("Public Key", &c.standard.public_key);
+    v.row("Private Network ID", &md5_hex(&c.callerid));
+    v.expiry(&c.standard);
     if !c.sub_subjects.is_empty() {
         // Upstream does not align this label; kept for byte compatibility.
         let _ = writeln!(
-            out,
+            v.out,
             " Subscriptions Subjects: {}",
             c.sub_subjects.join(", ")
         );
     }
-    if !c.pub_subjects.is_empty() {
-        line(&mut out, "Publish Subjects", &c.pub_subjects.join(", "));
-    }
-    if let Some(chain) = trust_chain(&c.standard) {
-        line(&mut out, "Trust Chain", &chain);
-    }
+    v.row_if_set("Publish Subjects", &c.pub_subjects.join(", "));
+    v.trust_chain(&c.standard);
     if let Some(p) = &c.permissions {
-        out.push_str("\n Client Permissions:\n\n");
         let fleet = if p.signed_fleet_management {
             Some("Can manage Choria fleet nodes subject to authorizing signature")
         } else if p.fleet_management {
@@ -723,40 +726,25 @@ fn render_client(
                 .filter_map(|(on, text)| on.then_some(text)),
             )
             .collect();
-        permission_lines(
-            &mut out,
+        v.permissions(
+            " Client Permissions",
             &granted,
             "No user specific permissions granted",
             6,
         );
     }
-    let prefix = " ".repeat(21);
     if !c.user_properties.is_empty() {
-        line(
-            &mut out,
-            "User Properties",
-            &go_indent(&c.user_properties, &prefix)?,
-        );
+        v.json_row("User Properties", &c.user_properties)?;
     }
     if !c.opa_policy.is_empty() {
         let mut lines = c.opa_policy.lines();
-        line(&mut out, "OPA Policy", lines.next().unwrap_or_default());
+        v.row("OPA Policy", lines.next().unwrap_or_default());
+        let indent = v.indent();
         for rest in lines {
-            let _ = writeln!(out, "{prefix}{rest}");
+            let _ = writeln!(v.out, "{indent}{rest}");
         }
     }
-    Ok(out)
-}
-
-fn permission_lines(out: &mut String, granted: &[&str], none: &str, indent: usize) {
-    let pad = " ".repeat(indent);
-    if granted.is_empty() {
-        let _ = writeln!(out, "{pad}{none}");
-    }
-    for text in granted {
-        let _ = writeln!(out, "{pad}{text}");
-    }
-    out.push('\n');
+    Ok(v.out)
 }
 
 fn trust_chain(s: &StandardClaims) -> Option<String> {

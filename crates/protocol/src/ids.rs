@@ -41,38 +41,40 @@ pub fn is_request_id(id: &str) -> bool {
 
 /// Unix seconds of `t` (negative before 1970).
 pub fn unix_seconds(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
-    }
+    since_epoch(t, |d| u128::from(d.as_secs()))
 }
 
 /// Unix nanoseconds of `t`, saturating at the `i64` range (year 1678 to 2262).
 pub fn unix_nanos(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
-    }
+    since_epoch(t, |d| d.as_nanos())
 }
 
 /// The time `secs` after the epoch (negative is before).
 pub fn from_unix_seconds(secs: i64) -> SystemTime {
-    let d = Duration::from_secs(secs.unsigned_abs());
-    if secs >= 0 {
-        UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
-    } else {
-        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
-    }
+    from_epoch(secs >= 0, Duration::from_secs(secs.unsigned_abs()))
 }
 
 /// The time `nanos` after the epoch (negative is before).
 pub fn from_unix_nanos(nanos: i64) -> SystemTime {
-    let d = Duration::from_nanos(nanos.unsigned_abs());
-    if nanos >= 0 {
-        UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
-    } else {
-        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
+    from_epoch(nanos >= 0, Duration::from_nanos(nanos.unsigned_abs()))
+}
+
+/// `t` relative to the epoch in the units `count` gives, signed and saturating.
+fn since_epoch(t: SystemTime, count: fn(Duration) -> u128) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(count(d)).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(count(e.duration())).map_or(i64::MIN, |n| -n),
     }
+}
+
+/// The time `d` after (or, not `forward`, before) the epoch; the epoch when out of range.
+fn from_epoch(forward: bool, d: Duration) -> SystemTime {
+    if forward {
+        UNIX_EPOCH.checked_add(d)
+    } else {
+        UNIX_EPOCH.checked_sub(d)
+    }
+    .unwrap_or(UNIX_EPOCH)
 }
 
 /// Why a request is too old or from the future.

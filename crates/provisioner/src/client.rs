@@ -102,6 +102,18 @@ pub struct ClientSettings {
     pub timeouts: Timeouts,
 }
 
+/// A path key the chosen security provider cannot do without (`needed_by` names it).
+fn required_path(
+    config: &Config,
+    key: &'static str,
+    needed_by: &str,
+) -> Result<PathBuf, ClientError> {
+    config.get_path(key)?.ok_or_else(|| ClientError::Invalid {
+        key,
+        reason: format!("required with {needed_by}"),
+    })
+}
+
 impl ClientSettings {
     /// Reads the Choria client config at `path` and applies the provisioner overrides.
     pub fn load(path: &Path, settings: &Settings) -> Result<ClientSettings, ClientError> {
@@ -130,18 +142,9 @@ impl ClientSettings {
         let (credentials, caller_id, ca) = if settings.choria_insecure {
             (Credentials::None, format!("choria={identity}"), None)
         } else if provider == "choria" {
-            let token_file = config
-                .get_path("plugin.security.choria.token_file")?
-                .ok_or(ClientError::Invalid {
-                    key: "plugin.security.choria.token_file",
-                    reason: "required with plugin.security.provider = choria".into(),
-                })?;
-            let seed_file = config.get_path("plugin.security.choria.seed_file")?.ok_or(
-                ClientError::Invalid {
-                    key: "plugin.security.choria.seed_file",
-                    reason: "required with plugin.security.provider = choria".into(),
-                },
-            )?;
+            const NEEDED_BY: &str = "plugin.security.provider = choria";
+            let token_file = required_path(config, "plugin.security.choria.token_file", NEEDED_BY)?;
+            let seed_file = required_path(config, "plugin.security.choria.seed_file", NEEDED_BY)?;
             let token = std::fs::read_to_string(&token_file)
                 .map_err(|e| ClientError::Invalid {
                     key: "plugin.security.choria.token_file",
@@ -188,18 +191,9 @@ impl ClientSettings {
                 ca,
             )
         } else {
-            let cert = config.get_path("plugin.security.file.certificate")?.ok_or(
-                ClientError::Invalid {
-                    key: "plugin.security.file.certificate",
-                    reason: "required with plugin.security.provider = file".into(),
-                },
-            )?;
-            let key = config
-                .get_path("plugin.security.file.key")?
-                .ok_or(ClientError::Invalid {
-                    key: "plugin.security.file.key",
-                    reason: "required with plugin.security.provider = file".into(),
-                })?;
+            const NEEDED_BY: &str = "plugin.security.provider = file";
+            let cert = required_path(config, "plugin.security.file.certificate", NEEDED_BY)?;
+            let key = required_path(config, "plugin.security.file.key", NEEDED_BY)?;
             let ca = config.get_path("plugin.security.file.ca")?;
             (
                 Credentials::Certificate { cert, key },

@@ -74,59 +74,39 @@ impl fmt::Display for Purpose {
 ///
 /// Time claims are whole Unix seconds; fractional input is truncated when parsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StandardClaims {
     /// `purpose`: the raw claim (always emitted, even empty); see [`StandardClaims::purpose`].
-    #[serde(default)]
     pub purpose: String,
     /// `tcs`: trust chain signature (spec §1.9).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub tcs: String,
     /// `public_key`: hex ed25519 public key of the holder.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub public_key: String,
     /// `issexp`: expiry of the chain issuer.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "numeric_date"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "numeric_date")]
     pub issexp: Option<i64>,
     /// `iss`: free text, `I-<org key>` or `C-<issuer jti>.<issuer key>`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub iss: String,
     /// `sub`: only provisioning tokens set it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub sub: String,
     /// `aud`: unused by Choria; a single string is accepted when parsing.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "string_or_list"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "string_or_list")]
     pub aud: Vec<String>,
     /// `exp`: expiry.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "numeric_date"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "numeric_date")]
     pub exp: Option<i64>,
     /// `nbf`: not before.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "numeric_date"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "numeric_date")]
     pub nbf: Option<i64>,
     /// `iat`: issued at.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "numeric_date"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "numeric_date")]
     pub iat: Option<i64>,
     /// `jti`: token id, a KSUID whose time equals `iat` when made by this crate.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub jti: String,
 }
 
@@ -229,6 +209,19 @@ impl StandardClaims {
     }
 }
 
+/// The [`TokenClaims`] accessors of a claims type that flattens its standard claims into a
+/// `standard` field (all of ours do).
+macro_rules! standard_field {
+    () => {
+        fn standard(&self) -> &StandardClaims {
+            &self.standard
+        }
+        fn standard_mut(&mut self) -> &mut StandardClaims {
+            &mut self.standard
+        }
+    };
+}
+
 /// A claims type that can be signed and parsed: it knows its purpose and its standard part.
 pub trait TokenClaims: Serialize + DeserializeOwned {
     /// The purpose every token of this type carries.
@@ -300,45 +293,42 @@ pub fn subject_covers(pattern: &str, wanted: &str) -> bool {
 
 /// Claims of a provisioning token (spec §1.4).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProvisioningClaims {
     /// `cht`: provisioning access token (secret).
-    #[serde(default)]
     pub cht: String,
     /// `chs`: whether protocol security stays on while provisioning.
-    #[serde(default)]
     pub chs: bool,
     /// `chu`: comma-separated broker URLs.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub chu: String,
     /// `chsrv`: SRV domain for `_choria-provisioner._tcp`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub chsrv: String,
     /// `chpd`: provision by default.
-    #[serde(default)]
     pub chpd: bool,
     /// `chrd`: registration data file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub chrd: String,
     /// `chf`: facts file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub chf: String,
     /// `chusr`: broker username.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub chusr: String,
     /// `chpwd`: broker password (secret).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub chpwd: String,
     /// `extensions`: free JSON object for the provisioner's helper; emitted as `null` when unset.
-    #[serde(default)]
     pub extensions: Option<BTreeMap<String, serde_json::Value>>,
     /// `ou`: organisation; parsing defaults it to `choria`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub ou: String,
     /// `v2`: use protocol v2 while provisioning.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub v2: bool,
     /// `update`: allow in-place version upgrades.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub update: bool,
     /// The standard claims.
     #[serde(flatten)]
@@ -410,52 +400,44 @@ impl ProvisioningClaims {
 impl TokenClaims for ProvisioningClaims {
     const PURPOSE: Purpose = Purpose::Provisioning;
     const CHAIN_AWARE: bool = false;
-    fn standard(&self) -> &StandardClaims {
-        &self.standard
-    }
-    fn standard_mut(&mut self) -> &mut StandardClaims {
-        &mut self.standard
-    }
+    standard_field!();
 }
 
 /// Broker permissions of a server token (spec §1.5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServerPermissions {
     /// `submission`: may publish Choria Submission messages.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub submission: bool,
     /// `streams`: may use Choria Streams.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub streams: bool,
     /// `governor`: may use Choria Governors (with `streams`).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub governor: bool,
     /// `service_host`: may host services.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub service_host: bool,
 }
 
 /// Claims of a server token (spec §1.5).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServerClaims {
     /// `identity`: the server's identity.
-    #[serde(default)]
     pub identity: String,
     /// `collectives` the server may use.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(deserialize_with = "null_as_empty")]
     pub collectives: Vec<String>,
     /// `permissions`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub permissions: Option<ServerPermissions>,
     /// `ou`: organisation.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub ou: String,
     /// `pub_subjects`: extra subjects the server may publish to.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_empty"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "null_as_empty")]
     pub pub_subjects: Vec<String>,
     /// The standard claims.
     #[serde(flatten)]
@@ -540,12 +522,7 @@ impl ServerClaims {
 impl TokenClaims for ServerClaims {
     const PURPOSE: Purpose = Purpose::Server;
     const CHAIN_AWARE: bool = true;
-    fn standard(&self) -> &StandardClaims {
-        &self.standard
-    }
-    fn standard_mut(&mut self) -> &mut StandardClaims {
-        &mut self.standard
-    }
+    standard_field!();
     // A chain issuer may make servers (that is what provisioners do); the extra subjects a
     // server may publish to must be ones the issuer holds.
     fn beyond_issuer(&self, issuer: &IssuerGrant) -> Option<String> {
@@ -557,42 +534,43 @@ impl TokenClaims for ServerClaims {
 
 /// Broker permissions of a client token (spec §1.6).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClientPermissions {
     /// `streams_admin`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub streams_admin: bool,
     /// `streams_user`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub streams_user: bool,
     /// `events_viewer`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub events_viewer: bool,
     /// `election_user`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub election_user: bool,
     /// `system_user`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub system_user: bool,
     /// `governor`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub governor: bool,
     /// `org_admin`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub org_admin: bool,
     /// `fleet_management`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub fleet_management: bool,
     /// `signed_fleet_management`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub signed_fleet_management: bool,
     /// `service`: extended token lifetime.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub service: bool,
     /// `authentication_delegator`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub authentication_delegator: bool,
     /// `provisioner`: may connect to the provisioning account.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub provisioner: bool,
 }
 
@@ -661,46 +639,30 @@ impl ClientPermissions {
 
 /// Claims of a client id token (spec §1.6).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClientIdClaims {
     /// `callerid`, e.g. `choria=bob`.
-    #[serde(default)]
     pub callerid: String,
     /// `agents`: allowed `agent` or `agent.action` names.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_empty"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "null_as_empty")]
     pub agents: Vec<String>,
     /// `ou`: organisation.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub ou: String,
     /// `user_properties`.
-    #[serde(
-        default,
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "null_as_empty"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "null_as_empty")]
     pub user_properties: BTreeMap<String, String>,
     /// `opa_policy`: Rego text.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub opa_policy: String,
     /// `permissions`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "omitempty")]
     pub permissions: Option<ClientPermissions>,
     /// `pub_subjects`.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_empty"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "null_as_empty")]
     pub pub_subjects: Vec<String>,
     /// `sub_subjects`.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_empty"
-    )]
+    #[serde(skip_serializing_if = "omitempty", deserialize_with = "null_as_empty")]
     pub sub_subjects: Vec<String>,
     /// The standard claims.
     #[serde(flatten)]
@@ -760,12 +722,7 @@ impl ClientIdClaims {
 impl TokenClaims for ClientIdClaims {
     const PURPOSE: Purpose = Purpose::ClientId;
     const CHAIN_AWARE: bool = true;
-    fn standard(&self) -> &StandardClaims {
-        &self.standard
-    }
-    fn standard_mut(&mut self) -> &mut StandardClaims {
-        &mut self.standard
-    }
+    standard_field!();
     fn beyond_issuer(&self, issuer: &IssuerGrant) -> Option<String> {
         if let Some(flag) = self.permissions.and_then(|p| p.beyond(&issuer.permissions)) {
             return Some(format!("permission {flag}"));
@@ -787,8 +744,44 @@ fn org_or_default(org: String) -> String {
     }
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
+/// Go's `omitempty`: whether a claim holds the zero value upstream leaves out of a token.
+fn omitempty<T: GoZero>(value: &T) -> bool {
+    value.is_go_zero()
+}
+
+/// The claim types that have a Go zero value (`""`, `false`, a nil slice, map or pointer).
+trait GoZero {
+    fn is_go_zero(&self) -> bool;
+}
+
+impl GoZero for bool {
+    fn is_go_zero(&self) -> bool {
+        !*self
+    }
+}
+
+impl GoZero for String {
+    fn is_go_zero(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<T> GoZero for Vec<T> {
+    fn is_go_zero(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<K, V> GoZero for BTreeMap<K, V> {
+    fn is_go_zero(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<T> GoZero for Option<T> {
+    fn is_go_zero(&self) -> bool {
+        self.is_none()
+    }
 }
 
 /// JWT NumericDate: integer or fractional seconds (truncated), or null.

@@ -199,17 +199,18 @@ impl SigningKey {
     pub fn from_pem_or_seed_bytes(bytes: &[u8]) -> Result<SigningKey, TokenError> {
         let text = trim_ascii(bytes);
         let as_str = std::str::from_utf8(text);
-        if text.starts_with(b"-----BEGIN RSA PRIVATE KEY") {
+        let pkcs1 = text.starts_with(b"-----BEGIN RSA PRIVATE KEY");
+        if pkcs1 || text.starts_with(b"-----BEGIN PRIVATE KEY") {
             let pem = as_str.map_err(|_| TokenError::InvalidKey("PEM is not UTF-8".into()))?;
-            let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| {
-                TokenError::InvalidKey(format!("could not parse the PKCS#1 RSA private key: {e}"))
-            })?;
-            return Ok(SigningKey::Rsa(key));
-        }
-        if text.starts_with(b"-----BEGIN PRIVATE KEY") {
-            let pem = as_str.map_err(|_| TokenError::InvalidKey("PEM is not UTF-8".into()))?;
-            let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| {
-                TokenError::InvalidKey(format!("could not parse the PKCS#8 RSA private key: {e}"))
+            let (format, parsed) = if pkcs1 {
+                let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| e.to_string());
+                ("PKCS#1", key)
+            } else {
+                let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| e.to_string());
+                ("PKCS#8", key)
+            };
+            let key = parsed.map_err(|e| {
+                TokenError::InvalidKey(format!("could not parse the {format} RSA private key: {e}"))
             })?;
             return Ok(SigningKey::Rsa(key));
         }

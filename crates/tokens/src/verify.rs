@@ -28,11 +28,8 @@ pub fn parse_provisioning_token(
     key: &PublicKey,
     now: SystemTime,
 ) -> Result<ProvisioningClaims, TokenError> {
-    let mut claims: ProvisioningClaims = parse_verified(token, key, now)?;
-    finish_provisioning(&mut claims)?;
-    let required = !claims.standard.tcs.is_empty();
-    claims.standard.check_issuer_expiry(required, now)?;
-    Ok(claims)
+    let claims = verify_typed(token, key, now, |s| !s.tcs.is_empty())?;
+    Ok(with_default_ou(claims))
 }
 
 /// Verifies a server token (spec §1.5); `C-` issued tokens are verified through their
@@ -42,11 +39,7 @@ pub fn parse_server_token(
     key: &PublicKey,
     now: SystemTime,
 ) -> Result<ServerClaims, TokenError> {
-    let claims: ServerClaims = parse_verified(token, key, now)?;
-    require_purpose(&claims.standard, Purpose::Server)?;
-    let required = !claims.standard.tcs.is_empty();
-    claims.standard.check_issuer_expiry(required, now)?;
-    Ok(claims)
+    verify_typed(token, key, now, |s| !s.tcs.is_empty())
 }
 
 /// Verifies a client id token (spec §1.6); `C-` issued tokens are verified through their
@@ -56,32 +49,46 @@ pub fn parse_client_token(
     key: &PublicKey,
     now: SystemTime,
 ) -> Result<ClientIdClaims, TokenError> {
-    let claims: ClientIdClaims = parse_verified(token, key, now)?;
-    require_purpose(&claims.standard, Purpose::ClientId)?;
-    let required = !claims.standard.tcs.is_empty() && claims.standard.iss.starts_with("C-");
-    claims.standard.check_issuer_expiry(required, now)?;
-    Ok(claims)
+    verify_typed(token, key, now, |s| {
+        !s.tcs.is_empty() && s.iss.starts_with("C-")
+    })
 }
 
 /// Reads a provisioning token without checking signature or times (how a server reads its
 /// own token); purpose is still required and `ou` defaulted.
 pub fn parse_provisioning_token_unverified(token: &str) -> Result<ProvisioningClaims, TokenError> {
-    let mut claims: ProvisioningClaims = decode(token)?.claims;
-    finish_provisioning(&mut claims)?;
-    Ok(claims)
+    Ok(with_default_ou(decode_typed(token)?))
 }
 
 /// Reads a server token without checking signature or times; purpose is still required.
 pub fn parse_server_token_unverified(token: &str) -> Result<ServerClaims, TokenError> {
-    let claims: ServerClaims = decode(token)?.claims;
-    require_purpose(&claims.standard, Purpose::Server)?;
-    Ok(claims)
+    decode_typed(token)
 }
 
 /// Reads a client token without checking signature or times; purpose is still required.
 pub fn parse_client_token_unverified(token: &str) -> Result<ClientIdClaims, TokenError> {
-    let claims: ClientIdClaims = decode(token)?.claims;
-    require_purpose(&claims.standard, Purpose::ClientId)?;
+    decode_typed(token)
+}
+
+/// [`parse_verified`], then the purpose of `C`, then the chain issuer's expiry, which
+/// `issuer_expiry_required` says whether the claims must carry.
+fn verify_typed<C: TokenClaims>(
+    token: &str,
+    key: &PublicKey,
+    now: SystemTime,
+    issuer_expiry_required: impl Fn(&StandardClaims) -> bool,
+) -> Result<C, TokenError> {
+    let claims: C = parse_verified(token, key, now)?;
+    let standard = claims.standard();
+    require_purpose(standard, C::PURPOSE)?;
+    standard.check_issuer_expiry(issuer_expiry_required(standard), now)?;
+    Ok(claims)
+}
+
+/// Decodes a token of type `C` without verifying it; its purpose must still be `C`'s.
+fn decode_typed<C: TokenClaims>(token: &str) -> Result<C, TokenError> {
+    let claims: C = decode(token)?.claims;
+    require_purpose(claims.standard(), C::PURPOSE)?;
     Ok(claims)
 }
 
@@ -274,12 +281,11 @@ fn check_times(standard: &StandardClaims, now: SystemTime) -> Result<(), TokenEr
     Ok(())
 }
 
-fn finish_provisioning(claims: &mut ProvisioningClaims) -> Result<(), TokenError> {
-    require_purpose(&claims.standard, Purpose::Provisioning)?;
+fn with_default_ou(mut claims: ProvisioningClaims) -> ProvisioningClaims {
     if claims.ou.is_empty() {
         claims.ou = DEFAULT_ORG.to_string();
     }
-    Ok(())
+    claims
 }
 
 fn require_purpose(standard: &StandardClaims, expected: Purpose) -> Result<(), TokenError> {

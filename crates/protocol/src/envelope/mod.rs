@@ -10,6 +10,27 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{truncate, Layer, ProtocolError};
 
+/// Gives each listed layer type of one version its `validate` and `decode`, which every layer
+/// shares: size and JSON shape, then the version's protocol string, then the type's own `check`.
+macro_rules! layers {
+    ($version:expr; $($layer:ident),+ $(,)?) => {$(
+        impl $layer {
+            /// Checks the protocol string, then this layer's schema rules (spec §6.5).
+            pub fn validate(&self) -> Result<(), ProtocolError> {
+                super::expect_protocol(Layer::$layer, $version, &self.protocol)?;
+                self.check()
+            }
+
+            /// Decodes this layer and [validates](Self::validate) it.
+            pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+                let value: Self = super::parse(Layer::$layer, bytes)?;
+                value.validate()?;
+                Ok(value)
+            }
+        }
+    )+};
+}
+
 pub mod v1;
 pub mod v2;
 
@@ -92,21 +113,22 @@ pub struct FactFilter {
 
 /// The request filter (spec §6.2); every list is always present on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Filter {
     /// Fact filters.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub fact: Vec<FactFilter>,
     /// Configuration-management class filters.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub cf_class: Vec<String>,
     /// Agents the target must have.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub agent: Vec<String>,
     /// Identities (exact or `/regex/`).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub identity: Vec<String>,
     /// Compound filters (parsed expression trees, kept opaque).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub compound: Vec<Vec<serde_json::Map<String, serde_json::Value>>>,
 }
 

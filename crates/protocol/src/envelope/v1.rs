@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{expect_protocol, non_empty, null_as_default, parse, Filter, Hop, Version};
+use super::{non_empty, null_as_default, Filter, Hop, Version};
 use crate::error::{Layer, ProtocolError};
 
 /// `choria:transport:1`
@@ -37,38 +37,38 @@ pub struct Transport {
 
 /// v1 transport headers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TransportHeaders {
     /// Where replies go.
-    #[serde(rename = "reply-to", default, skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "reply-to", skip_serializing_if = "String::is_empty")]
     pub reply_to: String,
     /// Sending identity.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub mc_sender: String,
     /// Hops the message passed through.
     #[serde(
         rename = "seen-by",
-        default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub seen_by: Vec<Hop>,
     /// Federation routing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub federation: Option<Federation>,
 }
 
 /// v1 federation header (the code writes `target`, the schema says `targets`: we follow the code).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Federation {
     /// Request id.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub req: String,
     /// Reply subject.
-    #[serde(rename = "reply-to", default, skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "reply-to", skip_serializing_if = "String::is_empty")]
     pub reply_to: String,
     /// Target subjects.
     #[serde(
-        default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
@@ -156,25 +156,20 @@ pub struct SecureReply {
     pub hash: String,
 }
 
+layers!(Version::V1; Transport, SecureRequest, Request, Reply, SecureReply);
+
 impl Transport {
-    /// Decodes and checks a v1 transport.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let t: Transport = parse(Layer::Transport, bytes)?;
-        expect_protocol(Layer::Transport, Version::V1, &t.protocol)?;
-        non_empty(Layer::Transport, "data", &t.data)?;
-        Ok(t)
+    fn check(&self) -> Result<(), ProtocolError> {
+        non_empty(Layer::Transport, "data", &self.data)
     }
 }
 
 impl SecureRequest {
-    /// Decodes and checks a v1 secure request (schema: all fields non-empty).
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let s: SecureRequest = parse(Layer::SecureRequest, bytes)?;
-        expect_protocol(Layer::SecureRequest, Version::V1, &s.protocol)?;
-        non_empty(Layer::SecureRequest, "message", &s.message)?;
-        non_empty(Layer::SecureRequest, "signature", &s.signature)?;
-        non_empty(Layer::SecureRequest, "pubcert", &s.pubcert)?;
-        Ok(s)
+    /// The schema: all fields non-empty.
+    fn check(&self) -> Result<(), ProtocolError> {
+        non_empty(Layer::SecureRequest, "message", &self.message)?;
+        non_empty(Layer::SecureRequest, "signature", &self.signature)?;
+        non_empty(Layer::SecureRequest, "pubcert", &self.pubcert)
     }
 
     /// True when the sender did not sign (`insecure` or the registration marker).
@@ -186,17 +181,9 @@ impl SecureRequest {
 }
 
 impl Request {
-    /// Decodes and checks a v1 request against the upstream schema.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let r: Request = parse(Layer::Request, bytes)?;
-        r.validate()?;
-        Ok(r)
-    }
-
     /// The schema rules of spec §6.5 (peers refuse requests breaking them).
-    pub fn validate(&self) -> Result<(), ProtocolError> {
+    fn check(&self) -> Result<(), ProtocolError> {
         const L: Layer = Layer::Request;
-        expect_protocol(L, Version::V1, &self.protocol)?;
         non_empty(L, "message", &self.message)?;
         let e = &self.envelope;
         if e.requestid.chars().count() != crate::ids::REQUEST_ID_LEN {
@@ -222,22 +209,15 @@ impl Request {
 }
 
 impl Reply {
-    /// Decodes and checks a v1 reply.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let r: Reply = parse(Layer::Reply, bytes)?;
-        expect_protocol(Layer::Reply, Version::V1, &r.protocol)?;
-        non_empty(Layer::Reply, "requestid", &r.envelope.requestid)?;
-        non_empty(Layer::Reply, "senderid", &r.envelope.senderid)?;
-        Ok(r)
+    fn check(&self) -> Result<(), ProtocolError> {
+        non_empty(Layer::Reply, "requestid", &self.envelope.requestid)?;
+        non_empty(Layer::Reply, "senderid", &self.envelope.senderid)
     }
 }
 
 impl SecureReply {
-    /// Decodes a v1 secure reply and checks its hash.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let s: SecureReply = parse(Layer::SecureReply, bytes)?;
-        expect_protocol(Layer::SecureReply, Version::V1, &s.protocol)?;
-        crate::signing::check_hash(s.message.as_bytes(), &s.hash)?;
-        Ok(s)
+    /// The hash must be that of the message.
+    fn check(&self) -> Result<(), ProtocolError> {
+        crate::signing::check_hash(self.message.as_bytes(), &self.hash)
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{expect_protocol, non_empty, null_as_default, parse, Filter, Hop, Version};
+use super::{non_empty, null_as_default, Filter, Hop, Version};
 use crate::error::{Layer, ProtocolError};
 
 /// `io.choria.protocol.v2.transport`
@@ -34,37 +34,37 @@ pub struct Transport {
 
 /// v2 transport headers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TransportHeaders {
     /// Where replies go.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reply: String,
     /// Sending identity.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub sender: String,
     /// Hops (the schema calls it `seen-by`; the code writes `trace`, which we follow).
     #[serde(
-        default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub trace: Vec<Hop>,
     /// Federation routing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub federation: Option<Federation>,
 }
 
 /// v2 federation header.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Federation {
     /// Request id.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub request: String,
     /// Reply subject.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reply: String,
     /// Target subjects.
     #[serde(
-        default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
@@ -149,25 +149,20 @@ pub struct SecureReply {
     pub sender: String,
 }
 
+layers!(Version::V2; Transport, SecureRequest, Request, Reply, SecureReply);
+
 impl Transport {
-    /// Decodes and checks a v2 transport.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let t: Transport = parse(Layer::Transport, bytes)?;
-        expect_protocol(Layer::Transport, Version::V2, &t.protocol)?;
-        non_empty(Layer::Transport, "data", &t.data)?;
-        Ok(t)
+    fn check(&self) -> Result<(), ProtocolError> {
+        non_empty(Layer::Transport, "data", &self.data)
     }
 }
 
 impl SecureRequest {
-    /// Decodes and checks a v2 secure request. An empty `caller` is accepted (upstream emits it
-    /// when protocol security is off); whether that is acceptable is the receiver's policy.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let s: SecureRequest = parse(Layer::SecureRequest, bytes)?;
-        expect_protocol(Layer::SecureRequest, Version::V2, &s.protocol)?;
-        non_empty(Layer::SecureRequest, "request", &s.request)?;
-        non_empty(Layer::SecureRequest, "signature", &s.signature)?;
-        Ok(s)
+    /// An empty `caller` is accepted (upstream emits it when protocol security is off);
+    /// whether that is acceptable is the receiver's policy.
+    fn check(&self) -> Result<(), ProtocolError> {
+        non_empty(Layer::SecureRequest, "request", &self.request)?;
+        non_empty(Layer::SecureRequest, "signature", &self.signature)
     }
 
     /// True when the signature is the `insecure` marker or there is no caller JWT.
@@ -177,17 +172,9 @@ impl SecureRequest {
 }
 
 impl Request {
-    /// Decodes and checks a v2 request against the upstream schema.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let r: Request = parse(Layer::Request, bytes)?;
-        r.validate()?;
-        Ok(r)
-    }
-
     /// The schema rules of spec §6.5.
-    pub fn validate(&self) -> Result<(), ProtocolError> {
+    fn check(&self) -> Result<(), ProtocolError> {
         const L: Layer = Layer::Request;
-        expect_protocol(L, Version::V2, &self.protocol)?;
         non_empty(L, "id", &self.id)?;
         non_empty(L, "sender", &self.sender)?;
         non_empty(L, "caller", &self.caller)?;
@@ -208,24 +195,18 @@ impl Request {
 }
 
 impl Reply {
-    /// Decodes and checks a v2 reply (the upstream schema's wrong `protocol` const is ignored).
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let r: Reply = parse(Layer::Reply, bytes)?;
-        expect_protocol(Layer::Reply, Version::V2, &r.protocol)?;
-        non_empty(Layer::Reply, "request", &r.request)?;
-        non_empty(Layer::Reply, "sender", &r.sender)?;
-        Ok(r)
+    /// The upstream schema's wrong `protocol` const is ignored.
+    fn check(&self) -> Result<(), ProtocolError> {
+        non_empty(Layer::Reply, "request", &self.request)?;
+        non_empty(Layer::Reply, "sender", &self.sender)
     }
 }
 
 impl SecureReply {
-    /// Decodes a v2 secure reply and checks its hash (not its signature: see
+    /// The hash must be that of the reply (the signature is not checked here: see
     /// [`crate::message::DecodedReply`]).
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let s: SecureReply = parse(Layer::SecureReply, bytes)?;
-        expect_protocol(Layer::SecureReply, Version::V2, &s.protocol)?;
-        let reply = super::b64_decode(Layer::SecureReply, "reply", &s.reply)?;
-        crate::signing::check_hash(&reply, &s.hash)?;
-        Ok(s)
+    fn check(&self) -> Result<(), ProtocolError> {
+        let reply = super::b64_decode(Layer::SecureReply, "reply", &self.reply)?;
+        crate::signing::check_hash(&reply, &self.hash)
     }
 }
