@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use choria_protocol::lifecycle::EventType;
 use choria_protocol::subjects;
 
+use super::admission::{self, ADMISSION_PAUSE};
 use super::{NodeError, NodeOptions, Outcome, Phase, ALIVE_INTERVAL, REGISTRATION_INTERVAL};
 use crate::agents::provision::Effect;
 use crate::connection;
@@ -61,7 +62,15 @@ impl Connecting {
             }
             Brokers::Fixed(servers) => servers.clone(),
         };
-        let client = connection::connect(&self.plan.connect_spec(servers), cancel).await?;
+        // While provisioning, every connect is watched: the node announces itself only
+        // once the broker has admitted it, and again after every reconnect.
+        let connects = (self.plan.mode == Mode::Provisioning).then(connection::Connects::new);
+        let admissions = connects.as_ref().map(connection::Connects::subscribe);
+        let login = connection::Login {
+            connects,
+            ..self.plan.connect_spec(servers).login()
+        };
+        let client = login.connect_until_cancelled(cancel).await?;
         let mut messages = futures::stream::select_all(Vec::new());
         for subject in &self.plan.subjects {
             let subscription =
@@ -80,6 +89,7 @@ impl Connecting {
             session: Session::new(&self.plan),
             phase: phase_of(self.plan.mode),
             collectives: self.plan.node.collectives.clone(),
+            admissions,
         })
     }
 }
@@ -99,6 +109,24 @@ pub(super) struct Serving {
     session: Session,
     phase: Phase,
     collectives: Vec<String>,
+    /// Counts connects while provisioning; `None` in normal mode.
+    admissions: Option<watch::Receiver<u64>>,
+}
+
+type Probe = futures::future::BoxFuture<'static, Result<(), admission::AdmissionError>>;
+
+fn no_probe() -> Probe {
+    Box::pin(std::future::pending())
+}
+
+/// The next connect counted by `admissions`; never, in normal mode.
+async fn next_connect(admissions: &mut Option<watch::Receiver<u64>>) {
+    let Some(rx) = admissions else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl Serving {
@@ -109,9 +137,13 @@ impl Serving {
         cancel: &CancellationToken,
     ) -> Result<Leaving, NodeError> {
         collectives.send_replace(std::mem::take(&mut self.collectives));
-        publish_event(&self.client, &self.session, EventType::Startup).await;
-        tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
-        phase.send_replace(self.phase.clone());
+        let mut ready = self.admissions.is_none();
+        if ready {
+            publish_event(&self.client, &self.session, EventType::Startup).await;
+            tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
+            phase.send_replace(self.phase.clone());
+        }
+        let mut probe = no_probe();
         let start = tokio::time::Instant::now();
         let mut alive = tokio::time::interval_at(
             start + ALIVE_INTERVAL.mul_f64(rand::random::<f64>()),
@@ -127,6 +159,24 @@ impl Serving {
                     continue;
                 }
                 () = cancel.cancelled() => return Ok(self.leave(Departure::Cancelled)),
+                () = next_connect(&mut self.admissions) => {
+                    // A probe of an earlier connection proves nothing about this one.
+                    probe = Box::pin(admission::round_trip_after(self.client.clone(), Duration::ZERO));
+                    continue;
+                }
+                admitted = &mut probe => {
+                    probe = match admitted {
+                        Ok(()) => {
+                            self.announce(&mut ready, phase).await;
+                            no_probe()
+                        }
+                        Err(err) => {
+                            tracing::warn!(node = %self.session.identity, error = %err, "not admitted by the broker yet, checking again");
+                            Box::pin(admission::round_trip_after(self.client.clone(), ADMISSION_PAUSE))
+                        }
+                    };
+                    continue;
+                }
                 _ = alive.tick(), if self.session.component == SERVER_COMPONENT => {
                     publish_event(&self.client, &self.session, EventType::Alive).await;
                     continue;
@@ -162,6 +212,19 @@ impl Serving {
                 Effect::Restart { after } => return Ok(self.leave(Departure::Restart { after })),
                 Effect::Shutdown { after } => return Ok(self.leave(Departure::Shutdown { after })),
             }
+        }
+    }
+
+    /// Publishes the startup event on a connection the broker admitted; the first time,
+    /// the node is ready.
+    async fn announce(&self, ready: &mut bool, phase: &watch::Sender<Phase>) {
+        publish_event(&self.client, &self.session, EventType::Startup).await;
+        if *ready {
+            tracing::info!(node = %self.session.identity, "announced again after reconnecting");
+        } else {
+            *ready = true;
+            tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
+            phase.send_replace(self.phase.clone());
         }
     }
 
