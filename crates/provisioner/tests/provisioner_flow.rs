@@ -344,7 +344,8 @@ esac
         );
     }
     let yaml = format!(
-        "helper: /bin/sh {}\nhelper_timeout: 1s\ntoken: {TOKEN}\nworkers: 8\njwt_verify_cert: {}\njwt_signing_key: {}\nfeatures:\n  ed25519: false\n",
+        // One pass per node: per-node retries (tests/retries.rs) are off.
+        "helper: /bin/sh {}\nhelper_timeout: 1s\ntoken: {TOKEN}\nworkers: 8\nretry_backoff: 0s\njwt_verify_cert: {}\njwt_signing_key: {}\nfeatures:\n  ed25519: false\n",
         helper.display(),
         "00".repeat(32),
         "/dev/null"
@@ -656,7 +657,13 @@ async fn many_nodes_are_each_configured_exactly_once() {
 #[tokio::test]
 async fn registration_and_startup_events_queue_nodes() {
     let nats = TestNats::start("", false).await.expect("nats");
-    let run = start(&nats, "helper: /bin/false\n", "prov1.example.net").await;
+    // One pass per node: per-node retries (tests/retries.rs) are off.
+    let run = start(
+        &nats,
+        "helper: /bin/false\nretry_backoff: 0s\n",
+        "prov1.example.net",
+    )
+    .await;
     // Discovery ran once (nobody answered); now nodes announce themselves.
     until("first discovery", Duration::from_secs(10), || {
         run.metrics.discover_cycles.load(Ordering::Relaxed) == 1

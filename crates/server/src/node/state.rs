@@ -65,7 +65,14 @@ impl Connecting {
         // While provisioning, every connect is watched: the node announces itself only
         // once the broker has admitted it, and again after every reconnect.
         let connects = (self.plan.mode == Mode::Provisioning).then(connection::Connects::new);
-        let admissions = connects.as_ref().map(connection::Connects::subscribe);
+        let admissions = match &connects {
+            Some(connects) => Some(Admissions {
+                connects: connects.subscribe(),
+                echo: subjects::node(subjects::PROVISIONING_COLLECTIVE, &self.plan.identity)
+                    .map_err(NodeError::Identity)?,
+            }),
+            None => None,
+        };
         let login = connection::Login {
             connects,
             ..self.plan.connect_spec(servers).login()
@@ -109,22 +116,30 @@ pub(super) struct Serving {
     session: Session,
     phase: Phase,
     collectives: Vec<String>,
-    /// Counts connects while provisioning; `None` in normal mode.
-    admissions: Option<watch::Receiver<u64>>,
+    /// Watches connects while provisioning; `None` in normal mode.
+    admissions: Option<Admissions>,
 }
 
-type Probe = futures::future::BoxFuture<'static, Result<(), admission::AdmissionError>>;
+/// What a provisioning-mode node needs to prove each connection admitted.
+struct Admissions {
+    /// Counts connects.
+    connects: watch::Receiver<u64>,
+    /// The node subject, where the broker's answer arrives.
+    echo: String,
+}
+
+type Probe = futures::future::BoxFuture<'static, admission::AdmissionError>;
 
 fn no_probe() -> Probe {
     Box::pin(std::future::pending())
 }
 
 /// The next connect counted by `admissions`; never, in normal mode.
-async fn next_connect(admissions: &mut Option<watch::Receiver<u64>>) {
-    let Some(rx) = admissions else {
+async fn next_connect(admissions: &mut Option<Admissions>) {
+    let Some(admissions) = admissions else {
         return std::future::pending().await;
     };
-    if rx.changed().await.is_err() {
+    if admissions.connects.changed().await.is_err() {
         std::future::pending::<()>().await;
     }
 }
@@ -144,6 +159,8 @@ impl Serving {
             phase.send_replace(self.phase.clone());
         }
         let mut probe = no_probe();
+        // Whether this connection is still to be proven admitted.
+        let mut asking = false;
         let start = tokio::time::Instant::now();
         let mut alive = tokio::time::interval_at(
             start + ALIVE_INTERVAL.mul_f64(rand::random::<f64>()),
@@ -161,20 +178,13 @@ impl Serving {
                 () = cancel.cancelled() => return Ok(self.leave(Departure::Cancelled)),
                 () = next_connect(&mut self.admissions) => {
                     // A probe of an earlier connection proves nothing about this one.
-                    probe = Box::pin(admission::round_trip_after(self.client.clone(), Duration::ZERO));
+                    probe = self.probe(Duration::ZERO);
+                    asking = true;
                     continue;
                 }
-                admitted = &mut probe => {
-                    probe = match admitted {
-                        Ok(()) => {
-                            self.announce(&mut ready, phase).await;
-                            no_probe()
-                        }
-                        Err(err) => {
-                            tracing::warn!(node = %self.session.identity, error = %err, "not admitted by the broker yet, checking again");
-                            Box::pin(admission::round_trip_after(self.client.clone(), ADMISSION_PAUSE))
-                        }
-                    };
+                err = &mut probe => {
+                    tracing::warn!(node = %self.session.identity, error = %err, "not admitted by the broker yet, asking again");
+                    probe = self.probe(ADMISSION_PAUSE);
                     continue;
                 }
                 _ = alive.tick(), if self.session.component == SERVER_COMPONENT => {
@@ -183,6 +193,16 @@ impl Serving {
                 }
                 message = self.messages.next() => message.ok_or(NodeError::SubscriptionClosed)?,
             };
+            // Whatever arrives proves the broker admitted this connection.
+            if asking {
+                asking = false;
+                probe = no_probe();
+                self.announce(&mut ready, phase).await;
+            }
+            // Requests carry no status; the broker's answers to admission probes do.
+            if message.status.is_some() {
+                continue;
+            }
             let Some(handled) = self
                 .session
                 .handle(&message.payload, SystemTime::now())
@@ -213,6 +233,16 @@ impl Serving {
                 Effect::Shutdown { after } => return Ok(self.leave(Departure::Shutdown { after })),
             }
         }
+    }
+
+    /// Asks the broker, after `pause`, for an answer proving this connection admitted.
+    fn probe(&self, pause: Duration) -> Probe {
+        let echo = self
+            .admissions
+            .as_ref()
+            .map(|a| a.echo.clone())
+            .unwrap_or_default();
+        Box::pin(admission::ask(self.client.clone(), echo, pause))
     }
 
     /// Publishes the startup event on a connection the broker admitted; the first time,
