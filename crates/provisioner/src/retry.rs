@@ -414,8 +414,8 @@ mod tests {
     fn due_nodes_come_out_earliest_first() {
         let t0 = Instant::now();
         let mut s = Schedule::new(Backoff::default(), 10, Duration::from_secs(300));
-        s.failed("late", t0, 1.0).unwrap();
-        s.failed("early", t0, 0.0).unwrap();
+        s.failed("late", t0, 1.0).expect("scheduled");
+        s.failed("early", t0, 0.0).expect("scheduled");
         assert_eq!(s.take_due(t0 + 2 * SECOND), ["early", "late"]);
     }
 
@@ -423,8 +423,8 @@ mod tests {
     fn the_schedule_is_bounded_in_size_and_in_time() {
         let t0 = Instant::now();
         let mut s = Schedule::new(Backoff::default(), 2, Duration::from_secs(60));
-        s.failed("a", t0, 0.5).unwrap();
-        s.failed("b", t0, 0.5).unwrap();
+        s.failed("a", t0, 0.5).expect("scheduled");
+        s.failed("b", t0, 0.5).expect("scheduled");
         assert_eq!(s.failed("c", t0, 0.5), Err(NotScheduled::Full));
         assert!(
             s.failed("a", t0, 0.5).is_ok(),
