@@ -7,31 +7,16 @@ mod support;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use choria_connect::{parse_servers, Connects, Login, Tls};
-use choria_provisioner::metrics::{Metrics, Outcome};
-use choria_provisioner::{login, Provisioner, Settings, Status};
+use choria_provisioner::metrics::Outcome;
+use choria_provisioner::{login, Provisioner, Settings};
 use choria_testkit::TestNats;
+use support::running::{until, Running};
 use support::test_peer_node::{Quirk, TestPeerNode};
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "s3cret";
-
-struct Running {
-    status: Arc<Status>,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.cancel.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
-    }
-}
 
 async fn start(url: &str, yaml: &str) -> Running {
     let identity = "prov1.example.net";
@@ -50,29 +35,7 @@ async fn start(url: &str, yaml: &str) -> Running {
     .connect()
     .await
     .expect("connect");
-    let provisioner = Provisioner::new(settings, client, identity, &caller).with_connects(connects);
-    let (status, metrics) = (provisioner.status(), provisioner.metrics());
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move {
-        provisioner.run(c).await.expect("run");
-    });
-    Running {
-        status,
-        metrics,
-        cancel,
-        task,
-    }
-}
-
-async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let result = tokio::time::timeout(limit, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-    .await;
-    assert!(result.is_ok(), "timed out waiting for {what}");
+    Running::spawn(Provisioner::new(settings, client, identity, &caller).with_connects(connects))
 }
 
 /// A helper that fails each node's first pass its own way (by name) and configures it
