@@ -80,16 +80,8 @@ async fn a_node_deferred_or_failed_once_is_provisioned_within_seconds_not_at_the
         // Its inventory reply is malformed: a failure no retry can fix (B7).
         ("badtypes", Quirk::WrongTypes),
     ] {
-        nodes.push(
-            TestPeerNode::start(
-                &nats.url(),
-                &format!("{name}.example.net"),
-                TOKEN,
-                "",
-                quirk,
-            )
-            .await,
-        );
+        let identity = format!("{name}.example.net");
+        nodes.push(TestPeerNode::start(&nats.url(), &identity, TOKEN, "", quirk).await);
     }
     let yaml = format!(
         "helper: {}\ntoken: {TOKEN}\nworkers: 4\ninterval: 5m\n",
