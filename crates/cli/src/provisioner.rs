@@ -209,10 +209,15 @@ fn run_provisioner(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let nats = client.connect().await.map_err(|err| {
-            Failure::failed(format!("Provisioning could not configure Choria: {err}"))
-        })?;
+        let connects = choria_provisioner::Connects::new();
+        let nats = client
+            .connect_counting(None, Some(connects.clone()))
+            .await
+            .map_err(|err| {
+                Failure::failed(format!("Provisioning could not configure Choria: {err}"))
+            })?;
         let provisioner = Provisioner::new(settings, nats, &client.identity, &client.caller_id)
+            .with_connects(connects)
             .with_protocol(client.protocol())
             .with_timeouts(client.timeouts);
         let cancel = CancellationToken::new();

@@ -17,6 +17,7 @@
 //! # Layout
 //! * [`login`]: [`Login`], [`Token`], [`UserPassword`], [`Reconnect`], [`parse_servers`].
 //! * [`tls`]: [`Tls`], [`ClientCertificate`], [`anonymous_tls`], [`verified_tls`].
+//! * [`events`]: [`Connects`], the count of (re)connects callers act on.
 //! * [`node`]: a node's login as the node agent describes it ([`ConnectSpec`],
 //!   [`Credentials`], [`connect`]).
 //! * [`error`]: [`ConnectError`] and [`TlsError`].
@@ -43,11 +44,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod error;
+pub mod events;
 pub mod login;
 pub mod node;
 pub mod tls;
 
 pub use error::{ConnectError, PemFile, TlsError};
+pub use events::Connects;
 pub use login::{
     connect_timeout, parse_servers, Login, Reconnect, Token, UserPassword, CONNECT_TIMEOUT,
     MAX_INITIAL_DELAY, MAX_RECONNECT_DELAY,

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ConnectError;
+use crate::events::Connects;
 use crate::tls::Tls;
 
 /// Longest wait between reconnect attempts with [`Reconnect::Jittered`] (spec: jittered
@@ -72,6 +73,8 @@ pub struct Login {
     /// drops or waits; `None` keeps async-nats' defaults. Small values keep memory low in
     /// processes that hold thousands of connections (a simulated fleet).
     pub capacity: Option<usize>,
+    /// Counts every successful (re)connect, for callers that act after each one.
+    pub connects: Option<Connects>,
 }
 
 /// CONNECT `user` and `pass`.
@@ -157,6 +160,7 @@ impl Login {
             connect_timeout: CONNECT_TIMEOUT,
             reconnect: Reconnect::Default,
             capacity: None,
+            connects: None,
         }
     }
 
@@ -181,6 +185,14 @@ impl Login {
             options = options
                 .subscription_capacity(capacity)
                 .client_capacity(capacity);
+        }
+        if let Some(connects) = self.connects.clone() {
+            options = options.event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    connects.connected();
+                }
+                async {}
+            });
         }
         Ok(match self.reconnect {
             Reconnect::Default => options,

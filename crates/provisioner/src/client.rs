@@ -267,12 +267,25 @@ impl ClientSettings {
         &self,
         resolver: Option<&Resolver>,
     ) -> Result<async_nats::Client, ClientError> {
+        self.connect_counting(resolver, None).await
+    }
+
+    /// [`ClientSettings::connect_with`], counting the connection's (re)connects in
+    /// `connects` (for [`crate::Provisioner::with_connects`]).
+    pub async fn connect_counting(
+        &self,
+        resolver: Option<&Resolver>,
+        connects: Option<choria_connect::Connects>,
+    ) -> Result<async_nats::Client, ClientError> {
         let broker_urls = self.broker_urls(resolver).await?;
         let servers = choria_connect::parse_servers(&broker_urls).map_err(ClientError::Connect)?;
-        self.login(servers)
-            .connect()
-            .await
-            .map_err(ClientError::Connect)
+        Login {
+            connects,
+            ..self.login(servers)
+        }
+        .connect()
+        .await
+        .map_err(ClientError::Connect)
     }
 
     /// The login: TLS verified with the configured CA (the system's roots when there is

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`settings`]: the YAML configuration file (spec §3), validated at start-up.
 //! - [`helper`]: the helper program contract (spec §2), exec and persistent modes.
-//! - [`registry`]: de-duplicating host registry and bounded work queue.
+//! - [`registry`]: de-duplicating host registry and bounded work queue; [`retry`]: per-node
+//!   backoff for failed and deferred passes.
 //! - [`election`]: KV leader election (spec §5); [`metrics`]: §6 metrics and `/healthz`.
 //! - [`rpc`], [`wire`]: RPC over one connection and one wildcard reply subscription (P1).
 //! - [`pipeline`]: the per-node pass (spec §1.6) over typed node [`replies`];
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod replies;
+pub mod retry;
 pub mod rpc;
 pub mod service;
 pub mod settings;
@@ -35,6 +37,8 @@ pub mod timeouts;
 pub mod version;
 pub mod wire;
 
+/// Re-exported so binaries can count reconnects without depending on choria-connect.
+pub use choria_connect::Connects;
 pub use client::{ClientError, ClientSettings};
 pub use service::{login, Provisioner, ServiceError, Status, StatusSnapshot};
 pub use settings::{Settings, SettingsError};

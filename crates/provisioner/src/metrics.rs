@@ -94,6 +94,9 @@ pub struct Metrics {
     /// `choria_provisioner_helper_restarts_total` (ours): persistent helpers started again
     /// after the previous one died, hung or garbled its reply.
     pub helper_restarts: AtomicU64,
+    /// `choria_provisioner_retries_total` (ours): passes queued again by the per-node
+    /// backoff after a failed or deferred pass, ahead of the next discovery.
+    pub retries: AtomicU64,
     rpc_time: Mutex<BTreeMap<String, SummaryValue>>,
     rpc_errors: Mutex<BTreeMap<String, u64>>,
     helper_time: Mutex<SummaryValue>,
@@ -187,7 +190,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let site = escape(&self.site);
-        let simple: [(&str, &str, &str, f64); 15] = [
+        let simple: [(&str, &str, &str, f64); 16] = [
             (
                 "choria_provisioner_paused",
                 "gauge",
@@ -277,6 +280,12 @@ impl Metrics {
                 "counter",
                 "Persistent helper processes started again after the previous one was lost",
                 self.helper_restarts.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "choria_provisioner_retries_total",
+                "counter",
+                "Node passes queued again after a failed or deferred pass, ahead of discovery",
+                self.retries.load(Ordering::Relaxed) as f64,
             ),
         ];
         for (name, kind, help, value) in simple {

@@ -24,6 +24,8 @@ pub enum Source {
     Event,
     /// Registration message.
     Registration,
+    /// A retry after a failed or deferred pass ([`crate::retry`]).
+    Retry,
 }
 
 /// What [`Registry::add`] did.

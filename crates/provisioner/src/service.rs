@@ -23,6 +23,7 @@ use crate::keys::{KeyError, Keys};
 use crate::metrics::{self, Metrics, Outcome};
 use crate::pipeline::{PassResult, Pipeline};
 use crate::registry::{AddOutcome, Registry, Source, QUEUE_CAPACITY, SUCCESS_HOLD};
+use crate::retry::{self, Retries};
 use crate::rpc::Rpc;
 use crate::settings::Settings;
 use crate::timeouts::{Timeouts, DISCOVERY_IDLE};
@@ -151,6 +152,7 @@ pub struct Provisioner {
     version: crate::wire::Version,
     timeouts: Timeouts,
     monitor: Option<tokio::net::TcpListener>,
+    connects: Option<choria_connect::Connects>,
 }
 
 /// The provisioner's login to `servers` as `identity` over `tls`: its inbox under its
@@ -193,6 +195,7 @@ impl Provisioner {
             version: crate::wire::Version::V1,
             timeouts: Timeouts::default(),
             monitor: None,
+            connects: None,
         }
     }
 
@@ -219,6 +222,13 @@ impl Provisioner {
     /// Serves metrics on an already bound listener instead of `monitor_port`.
     pub fn with_monitor_listener(mut self, listener: tokio::net::TcpListener) -> Provisioner {
         self.monitor = Some(listener);
+        self
+    }
+
+    /// Rediscovers at once after every reconnect that `connects` counts: the count of the
+    /// login `client` was made with ([`choria_connect::Login::connects`]).
+    pub fn with_connects(mut self, connects: choria_connect::Connects) -> Provisioner {
+        self.connects = Some(connects);
         self
     }
 
@@ -292,6 +302,20 @@ impl Provisioner {
             .store(s.leader_election, Ordering::Relaxed);
         let (registry, queue) = Registry::new(QUEUE_CAPACITY, self.metrics.clone(), SUCCESS_HOLD);
         let discover_now = Arc::new(Notify::new());
+        let retries = Retries::new(s.retry, s.interval);
+        tasks.spawn(retries.clone().run(
+            registry.clone(),
+            paused.clone(),
+            self.metrics.clone(),
+            inner.clone(),
+        ));
+        if let Some(connects) = &self.connects {
+            tasks.spawn(rediscover_on_reconnect(
+                connects.subscribe(),
+                discover_now.clone(),
+                inner.clone(),
+            ));
+        }
 
         if s.leader_election {
             let (tx, mut rx) = watch::channel(Role::Standby);
@@ -313,6 +337,7 @@ impl Provisioner {
                 registry.clone(),
                 discover_now.clone(),
             );
+            let retries = retries.clone();
             tasks.spawn(async move {
                 while rx.changed().await.is_ok() {
                     let role = *rx.borrow_and_update();
@@ -326,6 +351,7 @@ impl Provisioner {
                         Role::Standby => {
                             set_paused(&paused, &status, &metrics, true);
                             registry.clear();
+                            retries.clear();
                         }
                     }
                 }
@@ -373,6 +399,7 @@ impl Provisioner {
                 pipeline.clone(),
                 self.metrics.clone(),
                 s.interval * 2,
+                retries.clone(),
                 inner.clone(),
             ));
         }
@@ -502,6 +529,7 @@ async fn worker(
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     stale_after: Duration,
+    retries: Retries,
     cancel: CancellationToken,
 ) {
     loop {
@@ -517,6 +545,7 @@ async fn worker(
             Ok(()) => {}
             Err(crate::registry::StartRefused::NotCurrent) => continue,
             Err(crate::registry::StartRefused::Stale(idle)) => {
+                retries.forget(&identity);
                 metrics.provision_errors.fetch_add(1, Ordering::Relaxed);
                 metrics.outcome(Outcome::Failed, "stale");
                 tracing::warn!(
@@ -531,6 +560,11 @@ async fn worker(
         let id = identity.clone();
         let result = tokio::spawn(async move { p.provision(&id).await }).await;
         metrics.busy_workers.fetch_sub(1, Ordering::Relaxed);
+        let retry = match &result {
+            Ok(Ok(PassResult::Deferred(_))) => true,
+            Ok(Err(err)) => retry::worth_retrying(err),
+            _ => false,
+        };
         let hold = match result {
             Ok(Ok(PassResult::Provisioned)) => {
                 metrics.provisioned.fetch_add(1, Ordering::Relaxed);
@@ -569,6 +603,32 @@ async fn worker(
             }
         };
         registry.finish(&ticket, hold);
+        // After finish, so a retry due at once finds the node free to queue.
+        if retry {
+            retries.failed(&identity);
+        } else {
+            retries.forget(&identity);
+        }
+    }
+}
+
+/// Triggers a discovery after every reconnect: startup events published while this
+/// provisioner was away were lost, and nodes should not wait for the next interval.
+async fn rediscover_on_reconnect(
+    mut connects: watch::Receiver<u64>,
+    discover_now: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = connects.changed() => if changed.is_err() { return },
+        }
+        // The first connect is followed by the first discovery anyway.
+        if *connects.borrow_and_update() > 1 {
+            discover_now.notify_one();
+            tracing::info!("Triggered a discovery after reconnecting to the broker");
+        }
     }
 }
 

@@ -213,6 +213,9 @@ pub struct Settings {
     pub features: Features,
     /// Keys present in the file that we ignore (warned at start-up).
     pub ignored_keys: Vec<String>,
+    /// Per-node retries of failed and deferred passes (`retry_backoff`,
+    /// `retry_backoff_max`; ours, upstream waits for the next discovery).
+    pub retry: crate::retry::Backoff,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +248,8 @@ struct RawSettings {
     upgrades_repository: Option<String>,
     upgrades_optional: Option<bool>,
     features: Option<Features>,
+    retry_backoff: Option<String>,
+    retry_backoff_max: Option<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -477,6 +482,11 @@ impl Settings {
             return Err(invalid("leader_election_ttl", "must be at least 1s"));
         }
 
+        let retry = retry_backoff(
+            raw.retry_backoff.as_deref(),
+            raw.retry_backoff_max.as_deref(),
+        )?;
+
         let mut ignored_keys: Vec<String> = raw.unknown.into_keys().collect();
         if raw.broker_port.is_some() {
             ignored_keys.push("broker_port".into());
@@ -517,8 +527,34 @@ impl Settings {
             upgrades_optional: raw.upgrades_optional.unwrap_or(false),
             features,
             ignored_keys,
+            retry,
         })
     }
+}
+
+/// `retry_backoff` (the first wait, `0s` for no retries) and `retry_backoff_max`.
+fn retry_backoff(
+    first: Option<&str>,
+    max: Option<&str>,
+) -> Result<crate::retry::Backoff, SettingsError> {
+    let backoff = crate::retry::Backoff {
+        first: optional_duration(first, "retry_backoff", crate::retry::DEFAULT_RETRY_BACKOFF)?,
+        max: optional_duration(
+            max,
+            "retry_backoff_max",
+            crate::retry::DEFAULT_RETRY_BACKOFF_MAX,
+        )?,
+    };
+    if backoff.enabled() && backoff.max < backoff.first {
+        return Err(invalid(
+            "retry_backoff_max",
+            format!(
+                "{:?} is shorter than retry_backoff ({:?})",
+                backoff.max, backoff.first
+            ),
+        ));
+    }
+    Ok(backoff)
 }
 
 /// Default worker count: 4 × CPUs (RPC-bound work, not CPU-bound).
@@ -714,5 +750,21 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("H").is_err());
         assert!(parse_duration("-1d").is_err());
+    }
+
+    #[test]
+    fn retry_backoff_defaults_parses_and_turns_off() {
+        let s = parse("helper: x\n").expect("valid");
+        assert_eq!(s.retry, crate::retry::Backoff::default());
+        let s = parse("helper: x\nretry_backoff: 250ms\nretry_backoff_max: 1m\n").expect("valid");
+        assert_eq!(s.retry.first, Duration::from_millis(250));
+        assert_eq!(s.retry.max, Duration::from_secs(60));
+        let s = parse("helper: x\nretry_backoff: 0s\n").expect("valid");
+        assert!(!s.retry.enabled());
+        let err = parse("helper: x\nretry_backoff: 10s\nretry_backoff_max: 5s\n")
+            .expect_err("cap below first");
+        assert_eq!(key_of(err), "retry_backoff_max");
+        let err = parse("helper: x\nretry_backoff: soon\n").expect_err("not a duration");
+        assert_eq!(key_of(err), "retry_backoff");
     }
 }

@@ -8,18 +8,18 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use choria_connect::{parse_servers, Tls};
-use choria_provisioner::metrics::{Metrics, Outcome};
+use choria_provisioner::metrics::Outcome;
 use choria_provisioner::wire::Version;
-use choria_provisioner::{login, Provisioner, Settings, Status};
+use choria_provisioner::{login, Provisioner, Settings};
 use choria_testkit::TestNats;
 use choria_tokens::{
     add_org_issuer_data, parse_server_token, sign_token, ClientIdClaims, Ed25519Seed, NewClient,
     NewProvisioning, ProvisioningClaims, PublicKey, SigningKey,
 };
+use support::running::{until, Running};
 use support::test_peer_node::{Quirk, TestPeerNode};
 use tokio_util::sync::CancellationToken;
 
@@ -80,20 +80,6 @@ fn helper_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/helpers/ed25519_helper.py")
 }
 
-struct Running {
-    status: Arc<Status>,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.cancel.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
-    }
-}
-
 async fn start(nats: &TestNats, yaml: &str, identity: &str) -> Running {
     start_with(nats, yaml, identity, Version::V1).await
 }
@@ -109,28 +95,7 @@ async fn start_with(nats: &TestNats, yaml: &str, identity: &str, version: Versio
     let provisioner = Provisioner::new(settings, client, identity, &caller)
         .with_election_api_prefix("$JS.API")
         .with_protocol(version);
-    let (status, metrics) = (provisioner.status(), provisioner.metrics());
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move {
-        provisioner.run(c).await.expect("run");
-    });
-    Running {
-        status,
-        metrics,
-        cancel,
-        task,
-    }
-}
-
-async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let result = tokio::time::timeout(limit, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(result.is_ok(), "timed out waiting for {what}");
+    Running::spawn(provisioner)
 }
 
 #[tokio::test]
@@ -344,7 +309,8 @@ esac
         );
     }
     let yaml = format!(
-        "helper: /bin/sh {}\nhelper_timeout: 1s\ntoken: {TOKEN}\nworkers: 8\njwt_verify_cert: {}\njwt_signing_key: {}\nfeatures:\n  ed25519: false\n",
+        // One pass per node: per-node retries (tests/retries.rs) are off.
+        "helper: /bin/sh {}\nhelper_timeout: 1s\ntoken: {TOKEN}\nworkers: 8\nretry_backoff: 0s\njwt_verify_cert: {}\njwt_signing_key: {}\nfeatures:\n  ed25519: false\n",
         helper.display(),
         "00".repeat(32),
         "/dev/null"
@@ -656,7 +622,13 @@ async fn many_nodes_are_each_configured_exactly_once() {
 #[tokio::test]
 async fn registration_and_startup_events_queue_nodes() {
     let nats = TestNats::start("", false).await.expect("nats");
-    let run = start(&nats, "helper: /bin/false\n", "prov1.example.net").await;
+    // One pass per node: per-node retries (tests/retries.rs) are off.
+    let run = start(
+        &nats,
+        "helper: /bin/false\nretry_backoff: 0s\n",
+        "prov1.example.net",
+    )
+    .await;
     // Discovery ran once (nobody answered); now nodes announce themselves.
     until("first discovery", Duration::from_secs(10), || {
         run.metrics.discover_cycles.load(Ordering::Relaxed) == 1

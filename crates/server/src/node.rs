@@ -14,6 +14,7 @@ use crate::connection::ConnectError;
 use crate::resolve;
 use crate::startup::StartupError;
 
+mod admission;
 mod state;
 
 /// Interval between registration publishes while provisioning.

@@ -1,2 +1,3 @@
-//! Shared test support: a test peer that stands in for a node.
+//! Shared test support: a test peer that stands in for a node, and a running provisioner.
+pub mod running;
 pub mod test_peer_node;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use choria_protocol::lifecycle::EventType;
 use choria_protocol::subjects;
 
+use super::admission::{self, ADMISSION_PAUSE};
 use super::{NodeError, NodeOptions, Outcome, Phase, ALIVE_INTERVAL, REGISTRATION_INTERVAL};
 use crate::agents::provision::Effect;
 use crate::connection;
@@ -56,7 +57,22 @@ impl Connecting {
             }
             Brokers::Fixed(servers) => servers.clone(),
         };
-        let client = connection::connect(&self.plan.connect_spec(servers), cancel).await?;
+        // While provisioning, every connect is watched: the node announces itself only
+        // once the broker has admitted it, and again after every reconnect.
+        let connects = (self.plan.mode == Mode::Provisioning).then(connection::Connects::new);
+        let admissions = match &connects {
+            Some(connects) => Some(Admissions {
+                connects: connects.subscribe(),
+                echo: subjects::node(subjects::PROVISIONING_COLLECTIVE, &self.plan.identity)
+                    .map_err(NodeError::Identity)?,
+            }),
+            None => None,
+        };
+        let login = connection::Login {
+            connects,
+            ..self.plan.connect_spec(servers).login()
+        };
+        let client = login.connect_until_cancelled(cancel).await?;
         let mut messages = futures::stream::select_all(Vec::new());
         for subject in &self.plan.subjects {
             let subscription =
@@ -75,6 +91,7 @@ impl Connecting {
             session: Session::new(&self.plan),
             phase: phase_of(self.plan.mode),
             collectives: self.plan.node.collectives.clone(),
+            admissions,
         })
     }
 }
@@ -94,6 +111,32 @@ pub(super) struct Serving {
     session: Session,
     phase: Phase,
     collectives: Vec<String>,
+    /// Watches connects while provisioning; `None` in normal mode.
+    admissions: Option<Admissions>,
+}
+
+/// What a provisioning-mode node needs to prove each connection admitted.
+struct Admissions {
+    /// Counts connects.
+    connects: watch::Receiver<u64>,
+    /// The node subject, where the broker's answer arrives.
+    echo: String,
+}
+
+type Probe = futures::future::BoxFuture<'static, admission::AdmissionError>;
+
+fn no_probe() -> Probe {
+    Box::pin(std::future::pending())
+}
+
+/// The next connect counted by `admissions`; never, in normal mode.
+async fn next_connect(admissions: &mut Option<Admissions>) {
+    let Some(admissions) = admissions else {
+        return std::future::pending().await;
+    };
+    if admissions.connects.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl Serving {
@@ -104,9 +147,15 @@ impl Serving {
         cancel: &CancellationToken,
     ) -> Result<Leaving, NodeError> {
         collectives.send_replace(std::mem::take(&mut self.collectives));
-        publish_event(&self.client, &self.session, EventType::Startup).await;
-        tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
-        phase.send_replace(self.phase.clone());
+        let mut ready = self.admissions.is_none();
+        if ready {
+            publish_event(&self.client, &self.session, EventType::Startup).await;
+            tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
+            phase.send_replace(self.phase.clone());
+        }
+        let mut probe = no_probe();
+        // Whether this connection is still to be proven admitted.
+        let mut asking = false;
         let start = tokio::time::Instant::now();
         let mut alive = tokio::time::interval_at(
             start + ALIVE_INTERVAL.mul_f64(rand::random::<f64>()),
@@ -122,12 +171,33 @@ impl Serving {
                     continue;
                 }
                 () = cancel.cancelled() => return Ok(self.leave(Departure::Cancelled)),
+                () = next_connect(&mut self.admissions) => {
+                    // A probe of an earlier connection proves nothing about this one.
+                    probe = self.probe(Duration::ZERO);
+                    asking = true;
+                    continue;
+                }
+                err = &mut probe => {
+                    tracing::warn!(node = %self.session.identity, error = %err, "not admitted by the broker yet, asking again");
+                    probe = self.probe(ADMISSION_PAUSE);
+                    continue;
+                }
                 _ = alive.tick(), if self.session.component == SERVER_COMPONENT => {
                     publish_event(&self.client, &self.session, EventType::Alive).await;
                     continue;
                 }
                 message = self.messages.next() => message.ok_or(NodeError::SubscriptionClosed)?,
             };
+            // Whatever arrives proves the broker admitted this connection.
+            if asking {
+                asking = false;
+                probe = no_probe();
+                self.announce(&mut ready, phase).await;
+            }
+            // Requests carry no status; the broker's answers to admission probes do.
+            if message.status.is_some() {
+                continue;
+            }
             let Some(handled) = self
                 .session
                 .handle(&message.payload, SystemTime::now())
@@ -157,6 +227,29 @@ impl Serving {
                 Effect::Restart { after } => return Ok(self.leave(Departure::Restart { after })),
                 Effect::Shutdown { after } => return Ok(self.leave(Departure::Shutdown { after })),
             }
+        }
+    }
+
+    /// Asks the broker, after `pause`, for an answer proving this connection admitted.
+    fn probe(&self, pause: Duration) -> Probe {
+        let echo = self
+            .admissions
+            .as_ref()
+            .map(|a| a.echo.clone())
+            .unwrap_or_default();
+        Box::pin(admission::ask(self.client.clone(), echo, pause))
+    }
+
+    /// Publishes the startup event on a connection the broker admitted; the first time,
+    /// the node is ready.
+    async fn announce(&self, ready: &mut bool, phase: &watch::Sender<Phase>) {
+        publish_event(&self.client, &self.session, EventType::Startup).await;
+        if *ready {
+            tracing::info!(node = %self.session.identity, "announced again after reconnecting");
+        } else {
+            *ready = true;
+            tracing::info!(node = %self.session.identity, phase = ?self.phase, "node ready");
+            phase.send_replace(self.phase.clone());
         }
     }
 
