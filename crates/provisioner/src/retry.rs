@@ -96,6 +96,7 @@ pub fn worth_retrying(err: &PassError) -> bool {
         | PassError::KeyDelivery(_)
         | PassError::Upgrade(_)
         | PassError::ShutdownRefused(_)
+        | PassError::Ddl { .. }
         | PassError::EmptyConfiguration => false,
     }
 }
