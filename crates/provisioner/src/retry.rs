@@ -96,7 +96,8 @@ pub fn worth_retrying(err: &PassError) -> bool {
         | PassError::KeyDelivery(_)
         | PassError::Upgrade(_)
         | PassError::ShutdownRefused(_)
-        | PassError::EmptyConfiguration => false,
+        | PassError::EmptyConfiguration
+        | PassError::Ddl { .. } => false,
     }
 }
 
