@@ -47,6 +47,7 @@ pub mod error;
 pub mod events;
 pub mod login;
 pub mod node;
+pub mod subscribe;
 pub mod tls;
 
 pub use error::{ConnectError, PemFile, TlsError};
@@ -56,6 +57,7 @@ pub use login::{
     MAX_INITIAL_DELAY, MAX_RECONNECT_DELAY,
 };
 pub use node::{connect, ConnectSpec, Credentials, SUBSCRIPTION_CAPACITY};
+pub use subscribe::{subscribe, SubscribeError};
 pub use tls::{anonymous_tls, verified_tls, ClientCertificate, Tls};
 
 /// Stops async-nats from reading the system's root certificates on every connection.

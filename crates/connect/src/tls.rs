@@ -179,6 +179,31 @@ mod danger {
     #[derive(Debug)]
     pub struct NoVerification(pub Arc<rustls::crypto::CryptoProvider>);
 
+    /// rustls' handshake-signature check for one TLS version.
+    type SignatureCheck = fn(
+        &[u8],
+        &CertificateDer<'_>,
+        &DigitallySignedStruct,
+        &rustls::crypto::WebPkiSupportedAlgorithms,
+    ) -> Result<HandshakeSignatureValid, rustls::Error>;
+
+    impl NoVerification {
+        fn check_signature(
+            &self,
+            check: SignatureCheck,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            check(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+    }
+
     impl ServerCertVerifier for NoVerification {
         fn verify_server_cert(
             &self,
@@ -197,12 +222,8 @@ mod danger {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
+            let check = rustls::crypto::verify_tls12_signature;
+            self.check_signature(check, message, cert, dss)
         }
 
         fn verify_tls13_signature(
@@ -211,12 +232,8 @@ mod danger {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
+            let check = rustls::crypto::verify_tls13_signature;
+            self.check_signature(check, message, cert, dss)
         }
 
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

@@ -120,20 +120,14 @@ pub struct IssuedCertificate {
 }
 
 /// A certificate authority that can issue and sign certificates.
+#[derive(educe::Educe)]
+#[educe(Debug)]
 pub struct CertificateAuthority {
     certificate_pem: String,
     key_pem: SecretString,
+    // rcgen's `Issuer` has no Debug; it holds the same key as `key_pem`.
+    #[educe(Debug(ignore))]
     issuer: Issuer<'static, KeyPair>,
-}
-
-impl std::fmt::Debug for CertificateAuthority {
-    // Hand-written: rcgen's `Issuer` has no Debug.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority")
-            .field("certificate_pem", &self.certificate_pem)
-            .field("key_pem", &self.key_pem)
-            .finish_non_exhaustive()
-    }
 }
 
 impl CertificateAuthority {

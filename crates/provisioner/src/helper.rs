@@ -208,11 +208,15 @@ pub enum HelperError {
 }
 
 /// Runs the configured helper in its mode; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, educe::Educe)]
+#[educe(Debug)]
 pub struct Helper {
     command: Arc<Vec<String>>,
     timeout: Duration,
+    // Whether the helper is persistent, not its process.
+    #[educe(Debug(method(debug_is_some)))]
     persistent: Option<Arc<Mutex<Slot>>>,
+    #[educe(Debug(ignore))]
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -223,14 +227,8 @@ struct Slot {
     started_before: bool,
 }
 
-impl std::fmt::Debug for Helper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Helper")
-            .field("command", &self.command)
-            .field("timeout", &self.timeout)
-            .field("persistent", &self.persistent.is_some())
-            .finish()
-    }
+fn debug_is_some<T>(value: &Option<T>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    std::fmt::Debug::fmt(&value.is_some(), f)
 }
 
 impl Helper {

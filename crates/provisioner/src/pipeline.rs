@@ -204,54 +204,26 @@ impl Action {
     }
 }
 
-const JWT: Action = Action {
-    rpc: "choria_provision#jwt",
-    agent: Agent::ChoriaProvision,
-    action: "jwt",
-    tries: 3,
-};
-const GEN25519: Action = Action {
-    rpc: "choria_provision#gen25519",
-    agent: Agent::ChoriaProvision,
-    action: "gen25519",
-    tries: 5,
-};
-const INVENTORY: Action = Action {
-    rpc: "rpcutil#inventory",
-    agent: Agent::Rpcutil,
-    action: "inventory",
-    tries: 5,
-};
-const GENCSR: Action = Action {
-    rpc: "choria_provision#gencsr",
-    agent: Agent::ChoriaProvision,
-    action: "gencsr",
-    tries: 1,
-};
-const RELEASE_UPDATE: Action = Action {
-    rpc: "choria_provision#release_update",
-    agent: Agent::ChoriaProvision,
-    action: "release_update",
-    tries: 3,
-};
-const CONFIGURE: Action = Action {
-    rpc: "choria_provision#configure",
-    agent: Agent::ChoriaProvision,
-    action: "configure",
-    tries: 5,
-};
-const RESTART: Action = Action {
-    rpc: "choria_provision#restart",
-    agent: Agent::ChoriaProvision,
-    action: "restart",
-    tries: 3,
-};
-const SHUTDOWN: Action = Action {
-    rpc: "choria_provision#shutdown",
-    agent: Agent::ChoriaProvision,
-    action: "shutdown",
-    tries: 3,
-};
+/// `action!(Agent = "agent", "action", tries)`: an [`Action`] named `agent#action`.
+macro_rules! action {
+    ($agent:ident = $name:literal, $action:literal, $tries:literal) => {
+        Action {
+            rpc: concat!($name, "#", $action),
+            agent: Agent::$agent,
+            action: $action,
+            tries: $tries,
+        }
+    };
+}
+
+const JWT: Action = action!(ChoriaProvision = "choria_provision", "jwt", 3);
+const GEN25519: Action = action!(ChoriaProvision = "choria_provision", "gen25519", 5);
+const INVENTORY: Action = action!(Rpcutil = "rpcutil", "inventory", 5);
+const GENCSR: Action = action!(ChoriaProvision = "choria_provision", "gencsr", 1);
+const RELEASE_UPDATE: Action = action!(ChoriaProvision = "choria_provision", "release_update", 3);
+const CONFIGURE: Action = action!(ChoriaProvision = "choria_provision", "configure", 5);
+const RESTART: Action = action!(ChoriaProvision = "choria_provision", "restart", 3);
+const SHUTDOWN: Action = action!(ChoriaProvision = "choria_provision", "shutdown", 3);
 
 /// SimpleRPC inputs as an object: `inputs!{"token": token}`.
 macro_rules! inputs {

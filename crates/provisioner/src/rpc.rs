@@ -100,22 +100,17 @@ impl RpcError {
 type Pending = Arc<Mutex<HashMap<String, mpsc::Sender<wire::DecodedReply>>>>;
 
 /// Shared RPC client; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, educe::Educe)]
+#[educe(Debug)]
 pub struct Rpc {
+    #[educe(Debug(ignore))]
     client: async_nats::Client,
     sender_id: String,
     caller_id: String,
+    #[educe(Debug(ignore))]
     version: wire::Version,
+    #[educe(Debug(ignore))]
     pending: Pending,
-}
-
-impl std::fmt::Debug for Rpc {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rpc")
-            .field("sender_id", &self.sender_id)
-            .field("caller_id", &self.caller_id)
-            .finish_non_exhaustive()
-    }
 }
 
 fn lock(

@@ -46,13 +46,8 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     /// A subscription failed.
-    #[error("cannot subscribe to {subject}: {source}")]
-    Subscribe {
-        /// Subject.
-        subject: String,
-        /// Why.
-        source: async_nats::SubscribeError,
-    },
+    #[error(transparent)]
+    Subscribe(#[from] choria_connect::SubscribeError),
     /// `lifecycle_component` cannot be used in the startup event subject.
     #[error("invalid lifecycle component: {0}")]
     Component(#[source] SubjectError),
@@ -289,7 +284,7 @@ impl Provisioner {
             inner.clone(),
         )
         .await
-        .map_err(|source| ServiceError::Subscribe {
+        .map_err(|source| choria_connect::SubscribeError {
             subject: crate::rpc::reply_prefix(&self.caller_id) + ".>",
             source,
         })?;
@@ -465,14 +460,7 @@ impl Provisioner {
         subject: String,
         source: Source,
     ) -> Result<(), ServiceError> {
-        let mut sub = self
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|source| ServiceError::Subscribe {
-                subject: subject.clone(),
-                source,
-            })?;
+        let mut sub = choria_connect::subscribe(&self.client, &subject).await?;
         let (cancel, registry, paused, metrics, status) = (
             cancel.clone(),
             registry.clone(),

@@ -77,14 +77,8 @@ pub enum NodeError {
     #[error("invalid node identity: {0}")]
     Identity(#[source] SubjectError),
     /// Subscribing failed.
-    #[error("NATS subscribe to {subject} failed: {source}")]
-    Subscribe {
-        /// The subject.
-        subject: String,
-        /// async-nats' error.
-        #[source]
-        source: async_nats::SubscribeError,
-    },
+    #[error(transparent)]
+    Subscribe(#[from] choria_connect::SubscribeError),
     /// The client closed the subscriptions (the connection is gone for good).
     #[error("NATS subscription closed by the client")]
     SubscriptionClosed,

@@ -19,7 +19,9 @@ use crate::SiteError;
 /// Length of generated passwords and access tokens (alphanumeric: about 143 bits).
 const SECRET_LEN: usize = 24;
 
-/// A generated site. Holds secrets: its `Debug` shows only where it is.
+/// A generated site. Holds secrets: its `Debug` leaves them out.
+#[derive(educe::Educe)]
+#[educe(Debug)]
 pub struct Site {
     /// The site directory.
     pub dir: PathBuf,
@@ -53,8 +55,10 @@ pub struct Site {
     /// `jwt_verify_cert`.
     pub provisioning_signer_public_path: PathBuf,
     /// `cht` of the provisioning token.
+    #[educe(Debug(ignore))]
     pub access_token: String,
     /// The provisioning token every node boots with.
+    #[educe(Debug(ignore))]
     pub provisioning_token: String,
     /// File holding it (0600).
     pub provisioning_token_path: PathBuf,
@@ -63,12 +67,15 @@ pub struct Site {
     /// The provisioner's Choria client configuration (`provisioner/choria.conf`).
     pub provisioner_choria_config_path: PathBuf,
     /// Password of the [`crate::PROVISIONER_USER`] broker user.
+    #[educe(Debug(ignore))]
     pub provisioner_password: String,
     /// Password of the [`crate::SYSTEM_USER`] broker user.
+    #[educe(Debug(ignore))]
     pub system_password: String,
 }
 
 /// The CA a helper signs node certificates with (pki flow).
+#[derive(Debug)]
 pub struct NodeCa {
     /// The CA itself.
     pub ca: CertificateAuthority,
@@ -78,8 +85,9 @@ pub struct NodeCa {
     pub key_path: PathBuf,
 }
 
-/// A client's credentials. Holds secrets: its `Debug` shows only its name.
-#[derive(Clone)]
+/// A client's credentials. Holds secrets: its `Debug` leaves them out.
+#[derive(Clone, educe::Educe)]
+#[educe(Debug)]
 pub struct Client {
     /// Its file stem under `keys/`.
     pub name: String,
@@ -88,6 +96,7 @@ pub struct Client {
     /// File holding the seed (hex, 0600).
     pub seed_path: PathBuf,
     /// Its client token.
+    #[educe(Debug(ignore))]
     pub token: String,
     /// File holding the token (0600).
     pub token_path: PathBuf,
@@ -231,15 +240,6 @@ impl Site {
     }
 }
 
-impl std::fmt::Debug for Site {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Site")
-            .field("dir", &self.dir)
-            .field("broker_url", &self.broker_url)
-            .finish_non_exhaustive()
-    }
-}
-
 impl NodeCa {
     fn generate(dir: &Path, label: &str) -> Result<NodeCa, SiteError> {
         let ca = CertificateAuthority::generate(&format!("Choria {label} Node CA"))?;
@@ -306,14 +306,6 @@ impl Client {
             claims,
             certificate,
         })
-    }
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
     }
 }
 

@@ -75,15 +75,7 @@ impl Connecting {
         let client = login.connect_until_cancelled(cancel).await?;
         let mut messages = futures::stream::select_all(Vec::new());
         for subject in &self.plan.subjects {
-            let subscription =
-                client
-                    .subscribe(subject.clone())
-                    .await
-                    .map_err(|source| NodeError::Subscribe {
-                        subject: subject.clone(),
-                        source,
-                    })?;
-            messages.push(subscription);
+            messages.push(choria_connect::subscribe(&client, subject).await?);
         }
         Ok(Serving {
             client,
