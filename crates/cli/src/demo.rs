@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use choria_demo::{DemoOptions, Flow, HelperMode, SiteOptions};
+use choria_demo::{Binaries, DemoOptions, Flow, HelperMode, Pacing, SiteOptions};
 
 /// Arguments of `choria demo`.
 #[derive(Debug, clap::Args)]
@@ -100,11 +100,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| choria_demo::helper::command_line(&provisioner_binary)),
             workers: args.workers,
         },
-        timeout: args.timeout.map(std::time::Duration::from_secs),
-        boot_rate: args.boot_rate,
+        pacing: Pacing {
+            timeout: args.timeout.map(std::time::Duration::from_secs),
+            boot_rate: args.boot_rate,
+        },
         progress: !args.json,
-        choria_binary: choria,
-        provisioner_binary,
+        binaries: Binaries {
+            choria,
+            provisioner: provisioner_binary,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -147,6 +147,14 @@ struct ServerArgs {
     /// How long the token is valid (Go duration plus d/w/M/y).
     #[arg(long, default_value = "8760h", value_parser = parse_validity)]
     validity: Duration,
+    #[command(flatten)]
+    issue: IssueArgs,
+}
+
+/// How `jwt server` and `jwt client` write the signed token: directly or through a chain
+/// issuer, and whether an existing FILE may be replaced.
+#[derive(Debug, Args)]
+struct IssueArgs {
     /// Issue through a chain issuer: its client token file; SIGNING-KEY is its ed25519 seed.
     /// Refused when the token would grant more than the chain issuer holds.
     #[arg(long = "chain-issuer", value_name = "TOKEN")]
@@ -222,7 +230,7 @@ struct ClientArgs {
     #[arg(long = "subscribe", value_name = "SUBJECT")]
     subscribe: Vec<String>,
     /// Make this token a chain issuer signed by the (ed25519) SIGNING-KEY.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "chain_issuer")]
     issuer: bool,
     /// Allow provisioning Choria Servers.
     #[arg(long = "server-provisioner", alias = "provisioner")]
@@ -230,13 +238,8 @@ struct ClientArgs {
     /// Allow accessing Choria Governors.
     #[arg(long)]
     governor: bool,
-    /// Issue through a chain issuer: its client token file; SIGNING-KEY is its ed25519 seed.
-    /// Refused when the token would grant more than the chain issuer holds.
-    #[arg(long = "chain-issuer", value_name = "TOKEN", conflicts_with = "issuer")]
-    chain_issuer: Option<PathBuf>,
-    /// Replace FILE if it exists.
-    #[arg(long, short)]
-    force: bool,
+    #[command(flatten)]
+    issue: IssueArgs,
 }
 
 #[derive(Debug, Args)]
@@ -324,7 +327,15 @@ fn provisioning(args: ProvisioningArgs) -> anyhow::Result<ExitCode> {
         SystemTime::now(),
     )
     .context("could not create token")?;
-    save_token(&args.file, &mut claims, &key, None, args.force)
+    save_token(
+        &args.file,
+        &mut claims,
+        &key,
+        &IssueArgs {
+            chain_issuer: None,
+            force: args.force,
+        },
+    )
 }
 
 fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -334,7 +345,7 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let public_key = ed25519_public_key_arg(&args.public_key)?;
-    refuse_existing(&args.file, args.force)?;
+    refuse_existing(&args.file, args.issue.force)?;
     let key = signing_key(&args.signing_key)?;
     let collectives = if args.collectives.is_empty() {
         vec![DEFAULT_SERVER_COLLECTIVE.to_string()]
@@ -360,13 +371,7 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         SystemTime::now(),
     )
     .context("could not create token")?;
-    save_token(
-        &args.file,
-        &mut claims,
-        &key,
-        args.chain_issuer.as_deref(),
-        args.force,
-    )
+    save_token(&args.file, &mut claims, &key, &args.issue)
 }
 
 fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
@@ -402,7 +407,7 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    refuse_existing(&args.file, args.force)?;
+    refuse_existing(&args.file, args.issue.force)?;
     let key = signing_key(&args.signing_key)?;
     let mut claims = ClientIdClaims::new(
         NewClient {
@@ -430,13 +435,7 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
         };
         add_org_issuer_data(&mut claims, seed).context("chained signature failed")?;
     }
-    save_token(
-        &args.file,
-        &mut claims,
-        &key,
-        args.chain_issuer.as_deref(),
-        args.force,
-    )
+    save_token(&args.file, &mut claims, &key, &args.issue)
 }
 
 fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
@@ -862,14 +861,13 @@ fn save_token<C: TokenClaims>(
     file: &Path,
     claims: &mut C,
     key: &SigningKey,
-    chain_issuer: Option<&Path>,
-    force: bool,
+    issue: &IssueArgs,
 ) -> anyhow::Result<ExitCode> {
-    let token = match chain_issuer {
+    let token = match issue.chain_issuer.as_deref() {
         None => sign_token(claims, key).context("could not create token")?,
         Some(path) => sign_through(claims, key, path)?,
     };
-    write_file(file, token.as_bytes(), force)?;
+    write_file(file, token.as_bytes(), issue.force)?;
     println!(
         "Saved token to {0}, use 'choria jwt view {0}' to view it",
         file.display()

@@ -23,7 +23,7 @@ mod run;
 pub mod site;
 
 pub use report::DemoReport;
-pub use run::{run, run_until, DemoOptions};
+pub use run::{run, run_until, Binaries, DemoOptions, Pacing};
 pub use site::{Flow, HelperMode, Site, SiteOptions, SitePorts};
 
 /// Everything that can stop the demo.

@@ -26,30 +26,44 @@ pub struct DemoOptions {
     pub workdir: Option<PathBuf>,
     /// The site's flow, provisioners and helper.
     pub site: SiteOptions,
-    /// Give up on nodes not in the fleet after this long (default scales with `nodes`).
+    /// How fast nodes boot and how long the demo waits for them.
+    pub pacing: Pacing,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// The programs the demo runs as child processes.
+    pub binaries: Binaries,
+}
+
+/// How fast the fleet boots and how long the demo waits for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pacing {
+    /// Give up on nodes not in the fleet after this long (default scales with the fleet).
     pub timeout: Option<Duration>,
     /// Nodes booted per second; `None` boots them all at once.
     pub boot_rate: Option<u32>,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
-    /// The `choria` binary (runs the broker).
-    pub choria_binary: PathBuf,
-    /// The `choria-provisioner` binary (runs provisioners; [`crate::helper::command_line`]
-    /// runs the built-in helper with it).
-    pub provisioner_binary: PathBuf,
 }
 
-impl DemoOptions {
-    fn deadline(&self) -> Duration {
+impl Pacing {
+    fn deadline(&self, nodes: usize) -> Duration {
         // Generous: 60 s plus 100 ms a node; the benchmark measures speed, not this.
         let booting = match self.boot_rate.filter(|rate| *rate > 0) {
-            Some(rate) => Duration::from_secs_f64(self.nodes as f64 / f64::from(rate)),
+            Some(rate) => Duration::from_secs_f64(nodes as f64 / f64::from(rate)),
             None => Duration::ZERO,
         };
         self.timeout.unwrap_or(
-            Duration::from_secs(60) + Duration::from_millis(100) * self.nodes as u32 + booting,
+            Duration::from_secs(60) + Duration::from_millis(100) * nodes as u32 + booting,
         )
     }
+}
+
+/// The programs the demo starts.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The `choria` binary (runs the broker).
+    pub choria: PathBuf,
+    /// The `choria-provisioner` binary (runs provisioners; [`crate::helper::command_line`]
+    /// runs the built-in helper with it).
+    pub provisioner: PathBuf,
 }
 
 /// Runs the whole demo and returns its report; ctrl-c or SIGTERM ends it early with what
@@ -124,7 +138,7 @@ pub async fn run_until(
 
     let mut broker = Service::spawn(
         "broker",
-        &options.choria_binary,
+        &options.binaries.choria,
         &[
             "broker",
             "run",
@@ -146,7 +160,7 @@ pub async fn run_until(
         let name = format!("provisioner-{}", index + 1);
         let service = Service::spawn_with_env(
             &name,
-            &options.provisioner_binary,
+            &options.binaries.provisioner,
             &[
                 "run",
                 "--config",
@@ -164,7 +178,7 @@ pub async fn run_until(
     let fleet = Fleet::start(
         &site,
         options.nodes,
-        options.boot_rate,
+        options.pacing.boot_rate,
         watch.boots(),
         cancel.child_token(),
     )?;
@@ -172,7 +186,7 @@ pub async fn run_until(
         .progress
         .then(|| crate::progress::Progress::new(options.nodes as u64));
 
-    let deadline = started + options.deadline();
+    let deadline = started + options.pacing.deadline(options.nodes);
     let mut peak = PeakRss::default();
     loop {
         let status = watch.status();
@@ -270,12 +284,16 @@ mod tests {
                 helper_mode: HelperMode::Persistent,
                 workers: 4,
             },
-            timeout: None,
-            boot_rate: None,
+            pacing: Pacing::default(),
             progress: false,
-            choria_binary: PathBuf::from("choria"),
-            provisioner_binary: PathBuf::from("choria-provisioner"),
+            binaries: Binaries {
+                choria: PathBuf::from("choria"),
+                provisioner: PathBuf::from("choria-provisioner"),
+            },
         };
-        assert_eq!(options.deadline(), Duration::from_secs(160));
+        assert_eq!(
+            options.pacing.deadline(options.nodes),
+            Duration::from_secs(160)
+        );
     }
 }

@@ -144,11 +144,7 @@ pub fn encode_request(
                     signing::sign_rsa(key, text.as_bytes())?,
                     certificate_pem.to_string(),
                 ),
-                RequestSigner::Ed25519 { .. } => {
-                    return Err(ProtocolError::Signing(
-                        "protocol v1 needs an RSA (x509) signer".into(),
-                    ))
-                }
+                RequestSigner::Ed25519 { .. } => return Err(wrong_signer(Version::V1)),
             };
             encode_json(
                 Layer::SecureRequest,
@@ -190,11 +186,7 @@ pub fn encode_request(
                     caller_jwt.to_string(),
                     signer_jwt.unwrap_or_default().to_string(),
                 ),
-                RequestSigner::Rsa { .. } => {
-                    return Err(ProtocolError::Signing(
-                        "protocol v2 needs an ed25519 signer".into(),
-                    ))
-                }
+                RequestSigner::Rsa { .. } => return Err(wrong_signer(Version::V2)),
             };
             encode_json(
                 Layer::SecureRequest,
@@ -628,6 +620,17 @@ fn encode_transport(
             )
         }
     }
+}
+
+/// The error for a signer whose key the request's protocol version cannot sign with.
+fn wrong_signer(version: Version) -> ProtocolError {
+    ProtocolError::Signing(
+        match version {
+            Version::V1 => "protocol v1 needs an RSA (x509) signer",
+            Version::V2 => "protocol v2 needs an ed25519 signer",
+        }
+        .into(),
+    )
 }
 
 /// v1 requests carry text payloads as they are and anything else as base64 (upstream sends

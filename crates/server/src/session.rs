@@ -403,7 +403,7 @@ mod tests {
 
     use choria_protocol::{Filter, RpcReply};
 
-    use crate::agents::provision::ProvisionContext;
+    use crate::agents::provision::{NodeFiles, ProvisionContext};
     use crate::startup::plan::{Brokers, PROVISION_COMPONENT};
 
     use super::*;
@@ -433,7 +433,10 @@ mod tests {
             classes_file: dir.join("classes.txt"),
             provision: Some(ProvisionContext {
                 identity: "n1.example.net".into(),
-                config_file: Some(dir.join("server.conf")),
+                files: NodeFiles {
+                    config_file: Some(dir.join("server.conf")),
+                    ..NodeFiles::default()
+                },
                 token: "t".into(),
                 provision_mode: true,
                 ..ProvisionContext::default()

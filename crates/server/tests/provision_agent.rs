@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 
 use choria_pki::key_transfer::{bytes_to_key, EcdhKeyPair};
 use choria_protocol::StatusCode;
-use choria_server::agents::provision::{Effect, ProvisionAgent, ProvisionContext, RequestInfo};
+use choria_server::agents::provision::{
+    Effect, NodeFiles, ProvisionAgent, ProvisionContext, RequestInfo,
+};
 
 const TOKEN: &str = "toomanysecrets";
 
@@ -31,8 +33,11 @@ fn fixture() -> Fixture {
     fs::write(&jwt, "header.payload.signature\n").unwrap();
     let agent = ProvisionAgent::new(ProvisionContext {
         identity: "n1.example.net".into(),
-        config_file: Some(config.clone()),
-        jwt_file: Some(jwt),
+        files: NodeFiles {
+            config_file: Some(config.clone()),
+            jwt_file: Some(jwt),
+            ssldir: None,
+        },
         token: TOKEN.into(),
         provision_mode: true,
         ..ProvisionContext::default()

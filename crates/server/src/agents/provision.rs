@@ -44,24 +44,38 @@ const NOT_IN_MODE: &str = "Cannot reconfigure a server that is not in provisioni
 pub struct ProvisionContext {
     /// The node's identity (certname).
     pub identity: String,
-    /// The configuration file the node was started with and that `configure` replaces.
-    pub config_file: Option<PathBuf>,
-    /// Where the provisioning JWT lives (`ProvisionJWTFile`).
-    pub jwt_file: Option<PathBuf>,
+    /// The files the agent reads and rewrites.
+    pub files: NodeFiles,
     /// The token every action must carry (`cht`); empty means any token passes.
     pub token: SecretString,
     /// Whether the node is in provisioning mode (`ProvisionMode()`).
     pub provision_mode: bool,
     /// `plugin.choria.server.provision.allow_update` as currently effective.
     pub allow_update: bool,
-    /// `plugin.choria.ssldir` if configured.
-    pub ssldir: Option<PathBuf>,
-    /// `logfile` of the current configuration (kept by `reprovision`).
-    pub logfile: Option<String>,
-    /// `plugin.choria.registration.file_content.data` of the current configuration.
-    pub registration_data_file: Option<String>,
+    /// What `reprovision` carries over from the current configuration.
+    pub kept: KeptSettings,
     /// Whether the build/JWT sets provisioning registration data (`chrd`).
     pub provision_registration_data: bool,
+}
+
+/// The node's files the agent manages.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFiles {
+    /// The configuration file the node was started with and that `configure` replaces.
+    pub config_file: Option<PathBuf>,
+    /// Where the provisioning JWT lives (`ProvisionJWTFile`).
+    pub jwt_file: Option<PathBuf>,
+    /// `plugin.choria.ssldir` if configured.
+    pub ssldir: Option<PathBuf>,
+}
+
+/// Settings of the current configuration that `reprovision` writes into the new one.
+#[derive(Debug, Clone, Default)]
+pub struct KeptSettings {
+    /// `logfile`.
+    pub logfile: Option<String>,
+    /// `plugin.choria.registration.file_content.data`.
+    pub registration_data_file: Option<String>,
 }
 
 /// Facts about the request the agent needs: who asks, and under which request id.
@@ -261,7 +275,7 @@ impl ProvisionAgent {
     }
 
     fn config_dir(&self) -> Option<PathBuf> {
-        let file = self.context.config_file.as_ref()?;
+        let file = self.context.files.config_file.as_ref()?;
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.clone());
         Some(
             absolute
@@ -273,12 +287,12 @@ impl ProvisionAgent {
 
     fn gencsr(&mut self, data: &Value) -> Result<Value, ActionError> {
         self.require_mode()?;
-        if self.context.config_file.is_none() && self.context.ssldir.is_none() {
+        if self.context.files.config_file.is_none() && self.context.files.ssldir.is_none() {
             return Err(ActionError::aborted("Cannot determine where to store SSL data, no configure file given and no SSL directory configured"));
         }
         let input: GencsrInput = decode("gencsr", data)?;
         self.check_token(&input.token)?;
-        let ssldir = match (&self.context.ssldir, self.config_dir()) {
+        let ssldir = match (&self.context.files.ssldir, self.config_dir()) {
             (Some(dir), _) => dir.clone(),
             (None, Some(dir)) => dir.join("ssl"),
             // Unreachable by the check above; answer rather than panic.
@@ -327,7 +341,7 @@ impl ProvisionAgent {
         let input: TokenInput = decode("jwt", data)?;
         self.check_token(&input.token)?;
         let path =
-            self.context.jwt_file.clone().ok_or_else(|| {
+            self.context.files.jwt_file.clone().ok_or_else(|| {
                 ActionError::aborted("No Provisioning JWT file has been configured")
             })?;
         if !path.exists() {
@@ -386,7 +400,7 @@ impl ProvisionAgent {
         request: &RequestInfo,
     ) -> Result<(Value, Effect), ActionError> {
         self.require_mode()?;
-        let config_file = self.context.config_file.clone().ok_or_else(|| {
+        let config_file = self.context.files.config_file.clone().ok_or_else(|| {
             ActionError::aborted("Cannot determine the configuration file to manage")
         })?;
         let dir = self.config_dir().ok_or_else(|| {
@@ -512,7 +526,7 @@ impl ProvisionAgent {
             }
             Some(n) => n.min(3600),
         };
-        let config_file = self.context.config_file.clone().ok_or_else(|| {
+        let config_file = self.context.files.config_file.clone().ok_or_else(|| {
             ActionError::aborted("Cannot determine the configuration file to manage")
         })?;
         let parsed = conf::load(&config_file).map_err(|err| {
@@ -559,7 +573,7 @@ impl ProvisionAgent {
                 "Server is already in provisioning mode, cannot enable provisioning mode again",
             ));
         }
-        let config_file = self.context.config_file.clone().ok_or_else(|| {
+        let config_file = self.context.files.config_file.clone().ok_or_else(|| {
             ActionError::aborted("Cannot determine the configuration file to manage")
         })?;
         let input: TokenInput = decode("reprovision", data)?;
@@ -570,12 +584,12 @@ impl ProvisionAgent {
             "1".to_string(),
         );
         settings.insert("loglevel".to_string(), "debug".to_string());
-        if let Some(logfile) = &self.context.logfile {
+        if let Some(logfile) = &self.context.kept.logfile {
             settings.insert("logfile".to_string(), logfile.clone());
         }
         if let (false, Some(file)) = (
             self.context.provision_registration_data,
-            &self.context.registration_data_file,
+            &self.context.kept.registration_data_file,
         ) {
             settings.insert("registration".to_string(), "file_content".to_string());
             settings.insert(

@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 use choria_config::Config;
 use choria_protocol::subjects;
 
-use crate::agents::provision::{self, ProvisionContext};
+use crate::agents::provision::{self, KeptSettings, NodeFiles, ProvisionContext};
 use crate::agents::rpcutil::{self, NodeFacts};
 use crate::agents::{choria_util, discovery};
 use crate::connection::{self, ConnectSpec, Credentials};
 use crate::resolve::{self, BrokerUrl};
 use crate::session::ReplyKey;
-use crate::settings::MAX_TOKEN_BYTES;
+use crate::settings::{ProvisionSettings, MAX_TOKEN_BYTES};
 use crate::startup::{Mode, Startup, StartupError, TokenSeedError};
 use crate::verify::{Trust, Verification};
 
@@ -186,14 +186,11 @@ fn provisioning(startup: &Startup, config_file: &Path) -> Result<Plan, StartupEr
         classes_file: classes_file(config),
         provision: Some(ProvisionContext {
             identity: startup.identity.clone(),
-            config_file: Some(config_file.to_path_buf()),
-            jwt_file: settings.jwt_file.clone(),
+            files: node_files(config_file, settings),
             token: settings.token.clone(),
             provision_mode: true,
             allow_update: settings.allow_update,
-            ssldir: None,
-            logfile: config.get("logfile").map(str::to_string),
-            registration_data_file: registration_data_file(config),
+            kept: kept_settings(config),
             provision_registration_data: !settings.registration_data.is_empty(),
         }),
         reply_key: None,
@@ -247,12 +244,11 @@ fn normal(startup: &Startup, config_file: &Path, now: SystemTime) -> Result<Plan
         agents.push(provision::AGENT);
         ProvisionContext {
             identity: startup.identity.clone(),
-            config_file: Some(config_file.to_path_buf()),
-            jwt_file: startup.settings.jwt_file.clone(),
+            files: node_files(config_file, &startup.settings),
             token: startup.settings.token.clone(),
+            // Outside provisioning mode the agent may not update and has no `chrd` data.
             provision_mode: false,
-            logfile: config.get("logfile").map(str::to_string),
-            registration_data_file: registration_data_file(config),
+            kept: kept_settings(config),
             ..ProvisionContext::default()
         }
     });
@@ -346,10 +342,22 @@ fn trust_from(config: &Config, ca: Option<PathBuf>) -> Trust {
     Trust::new(&org_issuers, &trusted_signers, ca)
 }
 
-fn registration_data_file(config: &Config) -> Option<String> {
-    config
-        .get("plugin.choria.registration.file_content.data")
-        .map(str::to_string)
+/// The files the provision agent manages; the SSL directory comes from `configure` requests.
+fn node_files(config_file: &Path, settings: &ProvisionSettings) -> NodeFiles {
+    NodeFiles {
+        config_file: Some(config_file.to_path_buf()),
+        jwt_file: settings.jwt_file.clone(),
+        ssldir: None,
+    }
+}
+
+fn kept_settings(config: &Config) -> KeptSettings {
+    KeptSettings {
+        logfile: config.get("logfile").map(str::to_string),
+        registration_data_file: config
+            .get("plugin.choria.registration.file_content.data")
+            .map(str::to_string),
+    }
 }
 
 /// The classes file the configuration names (`classesfile`), or upstream's default.
@@ -378,7 +386,6 @@ fn load_facts(path: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use crate::settings::ProvisionSettings;
 
     use super::*;
 
