@@ -2,11 +2,11 @@
 //! its upstream name, plus a few opt-in extensions, validated completely at start-up (B13).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use choria_config::duration::{parse_duration_upstream, DurationError};
+use choria_config::files::{read_capped_string, FileError};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -43,12 +43,12 @@ pub enum SettingsError {
     #[error("file {0} not found")]
     NotFound(PathBuf),
     /// The file could not be read.
-    #[error("config file {path} could not be read: {source}")]
+    #[error("config file could not be read: {source}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: FileError,
     },
     /// The file is larger than [`MAX_CONFIG_BYTES`].
     #[error("config file {0} is larger than {MAX_CONFIG_BYTES} bytes")]
@@ -257,26 +257,18 @@ struct RawSettings {
 impl Settings {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Settings, SettingsError> {
-        let file = std::fs::File::open(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
+        // Only a regular file is read (a FIFO could hold start-up forever), and at most the
+        // cap, however large the file grows while we read it.
+        let text = read_capped_string(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+            FileError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 SettingsError::NotFound(path.to_path_buf())
-            } else {
-                SettingsError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                }
             }
-        })?;
-        let mut text = String::new();
-        file.take(MAX_CONFIG_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|source| SettingsError::Read {
+            FileError::TooLarge { .. } => SettingsError::TooLarge(path.to_path_buf()),
+            other => SettingsError::Read {
                 path: path.to_path_buf(),
-                source,
-            })?;
-        if text.len() as u64 > MAX_CONFIG_BYTES {
-            return Err(SettingsError::TooLarge(path.to_path_buf()));
-        }
+                source: other,
+            },
+        })?;
         Settings::parse_str(&text, path)
     }
 
