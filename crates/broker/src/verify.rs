@@ -73,16 +73,15 @@ pub enum VerifyError {
     /// A client token without `callerid`.
     #[error("no callerid in claims")]
     NoCallerId,
-    /// A server identity that is not a literal subject suffix (it would become a wildcard
-    /// grant such as `choria.node.>`).
-    #[error("invalid identity in token: {0}")]
-    InvalidIdentity(#[source] SubjectError),
-    /// A collective that is not a literal subject token.
-    #[error("invalid collective in token: {0}")]
-    InvalidCollective(#[source] SubjectError),
-    /// A caller id with wildcards, whitespace or control characters.
-    #[error("invalid caller id in token: {0}")]
-    InvalidCallerId(#[source] SubjectError),
+    /// An identity, collective or caller id that is not a literal subject token (it would
+    /// become a wildcard grant such as `choria.node.>`).
+    #[error("invalid {claim} in token: {source}")]
+    NotLiteral {
+        /// Which claim.
+        claim: SubjectClaim,
+        /// Why it is not literal.
+        source: SubjectError,
+    },
     /// A chain-issued token grants more than its chain issuer holds.
     #[error(
         "token issued by chain issuer {issuer} grants {excess}, which the issuer does not hold"
@@ -140,9 +139,7 @@ impl VerifyError {
             VerifyError::NoSignerMatched { .. } => "no_signer_matched",
             VerifyError::NoIdentity => "no_identity",
             VerifyError::NoCallerId => "no_callerid",
-            VerifyError::InvalidIdentity(_) => "invalid_identity",
-            VerifyError::InvalidCollective(_) => "invalid_collective",
-            VerifyError::InvalidCallerId(_) => "invalid_callerid",
+            VerifyError::NotLiteral { claim, .. } => claim.rule(),
             VerifyError::BeyondIssuer { .. } => "beyond_issuer",
             VerifyError::NoPublicKey => "no_public_key",
             VerifyError::Algorithm(_) => "algorithm",
@@ -432,13 +429,52 @@ impl TokenVerifier for ChoriaVerifier {
     }
 }
 
+/// A claim that becomes part of a subject, so it must be a literal subject token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectClaim {
+    /// A server's `identity`.
+    Identity,
+    /// One of a server's `collectives`.
+    Collective,
+    /// A client's `callerid`.
+    CallerId,
+}
+
+impl SubjectClaim {
+    /// The refusal rule this claim's check reports.
+    fn rule(self) -> &'static str {
+        match self {
+            SubjectClaim::Identity => "invalid_identity",
+            SubjectClaim::Collective => "invalid_collective",
+            SubjectClaim::CallerId => "invalid_callerid",
+        }
+    }
+
+    fn refusal(self) -> impl FnOnce(SubjectError) -> VerifyError {
+        move |source| VerifyError::NotLiteral {
+            claim: self,
+            source,
+        }
+    }
+}
+
+impl std::fmt::Display for SubjectClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SubjectClaim::Identity => "identity",
+            SubjectClaim::Collective => "collective",
+            SubjectClaim::CallerId => "caller id",
+        })
+    }
+}
+
 fn server_grant(claims: ServerClaims) -> Result<(ServerGrant, String), VerifyError> {
     if claims.identity.is_empty() {
         return Err(VerifyError::NoIdentity);
     }
-    validate_identity(&claims.identity).map_err(VerifyError::InvalidIdentity)?;
+    validate_identity(&claims.identity).map_err(SubjectClaim::Identity.refusal())?;
     for collective in &claims.collectives {
-        validate_token("collective", collective).map_err(VerifyError::InvalidCollective)?;
+        validate_token("collective", collective).map_err(SubjectClaim::Collective.refusal())?;
     }
     let grant = ServerGrant {
         identity: claims.identity,
@@ -454,7 +490,7 @@ fn client_grant(claims: ClientIdClaims) -> Result<(ClientGrant, String), VerifyE
     if claims.callerid.is_empty() {
         return Err(VerifyError::NoCallerId);
     }
-    validate_identity(&claims.callerid).map_err(VerifyError::InvalidCallerId)?;
+    validate_identity(&claims.callerid).map_err(SubjectClaim::CallerId.refusal())?;
     let grant = ClientGrant {
         caller: claims.callerid,
         ou: ou_or_default(claims.ou),
