@@ -441,13 +441,17 @@ pub enum SubjectClaim {
 }
 
 impl SubjectClaim {
-    /// The refusal rule this claim's check reports.
-    fn rule(self) -> &'static str {
+    /// How the claim is named in refusals, and the refusal rule its check reports.
+    fn names(self) -> (&'static str, &'static str) {
         match self {
-            SubjectClaim::Identity => "invalid_identity",
-            SubjectClaim::Collective => "invalid_collective",
-            SubjectClaim::CallerId => "invalid_callerid",
+            SubjectClaim::Identity => ("identity", "invalid_identity"),
+            SubjectClaim::Collective => ("collective", "invalid_collective"),
+            SubjectClaim::CallerId => ("caller id", "invalid_callerid"),
         }
+    }
+
+    fn rule(self) -> &'static str {
+        self.names().1
     }
 
     fn refusal(self) -> impl FnOnce(SubjectError) -> VerifyError {
@@ -460,11 +464,7 @@ impl SubjectClaim {
 
 impl std::fmt::Display for SubjectClaim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SubjectClaim::Identity => "identity",
-            SubjectClaim::Collective => "collective",
-            SubjectClaim::CallerId => "caller id",
-        })
+        f.write_str(self.names().0)
     }
 }
 
